@@ -1,0 +1,1 @@
+"""napari glue without Qt: Volume <-> layer data, reader / writer / sample-data hooks."""

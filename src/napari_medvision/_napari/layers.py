@@ -1,0 +1,111 @@
+"""Volume <-> napari layer data, keeping the exact ITK geometry.
+
+Every layer we create gets ``affine`` = :meth:`Volume.napari_affine` and carries
+its source geometry in ``metadata[GEOMETRY_KEY]``, so derived layers (labels,
+probabilities) are written back with the identical header.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..core.errors import GeometryMismatchError
+from ..core.volume import Volume, geometry_from_napari_affine
+from ..core.windowing import default_limits
+
+GEOMETRY_KEY = "medvision_geometry"
+_LABEL_NAME_HINT = re.compile(r"(label|seg|mask|annot)", re.IGNORECASE)
+
+
+def geometry_metadata(volume: Volume) -> dict:
+    """What a layer needs to be written back exactly: shape, spacing, origin, direction, source."""
+    return {
+        GEOMETRY_KEY: {
+            "shape": list(volume.shape),
+            "spacing": list(volume.spacing),
+            "origin": list(volume.origin),
+            "direction": [float(v) for v in volume.direction.ravel()],
+        },
+        "modality": volume.modality,
+        "source": volume.metadata.get("path"),
+    }
+
+
+def image_layer_data(volume: Volume, name: str | None = None, **kwargs) -> tuple:
+    """``(data, kwargs, "image")`` with world affine and a modality-aware window."""
+    low, high = default_limits(volume.array, volume.modality)
+    layer_kwargs = {
+        "name": name or "image",
+        "affine": volume.napari_affine(),
+        "metadata": geometry_metadata(volume),
+        "colormap": "gray",
+        "contrast_limits": [low, high],
+        **kwargs,
+    }
+    return volume.array, layer_kwargs, "image"
+
+
+def labels_layer_data(volume: Volume, name: str | None = None,
+                      label_names: dict[int, str] | None = None, **kwargs) -> tuple:
+    """``(data, kwargs, "labels")``; ``label_names`` show as a feature under the cursor."""
+    array = volume.array
+    if not np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.int32)
+    layer_kwargs = {
+        "name": name or "labels",
+        "affine": volume.napari_affine(),
+        "metadata": {**geometry_metadata(volume), "label_names": {str(k): v for k, v in (label_names or {}).items()}},
+        **kwargs,
+    }
+    if label_names:
+        values = [0, *sorted(label_names)]
+        layer_kwargs["features"] = {"index": values, "name": ["background"] + [label_names[v] for v in values[1:]]}
+    return array, layer_kwargs, "labels"
+
+
+def looks_like_label_map(volume: Volume, name: str) -> bool:
+    """A label map by its name (``*label*``, ``*seg*``, ``*mask*``) and whole-number values."""
+    array = volume.array
+    if not _LABEL_NAME_HINT.search(name):
+        return False
+    if np.issubdtype(array.dtype, np.integer):
+        return True
+    return np.issubdtype(array.dtype, np.floating) and bool(np.array_equal(array, np.round(array)))
+
+
+def volume_from_layer(data, meta: dict) -> Volume:
+    """The Volume to write for a layer's ``data`` and state ``meta``.
+
+    The geometry recorded at reading time wins (bit-exact); a layer without it
+    (e.g. drawn from scratch) gets the geometry of its data-to-world transform.
+
+    Raises:
+        GeometryMismatchError: the transform cannot be stored in an image header.
+    """
+    array = np.asarray(data)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    if array.ndim != 3:
+        raise GeometryMismatchError(f"only 2D and 3D layers can be written, this one is {array.ndim}D")
+    geometry = (meta.get("metadata") or {}).get(GEOMETRY_KEY)
+    if geometry and tuple(geometry["shape"]) == array.shape:
+        return Volume(array, geometry["spacing"], geometry["origin"], np.reshape(geometry["direction"], (3, 3)))
+    spacing, origin, direction = geometry_from_napari_affine(data_to_world_matrix(meta))
+    return Volume(array, spacing, origin, direction)
+
+
+def data_to_world_matrix(meta: dict) -> np.ndarray:
+    """4x4 data-to-world matrix (last three axes) of a layer state: ``affine @ physical``."""
+    from napari.utils.transforms import Affine
+
+    parts = {k: meta[k] for k in ("scale", "translate", "rotate", "shear") if meta.get(k) is not None}
+    physical = Affine(**parts).affine_matrix if parts else np.eye(4)
+    affine = meta.get("affine")
+    affine = np.eye(physical.shape[0]) if affine is None else np.asarray(getattr(affine, "affine_matrix", affine), float)
+    full = affine @ physical
+    out = np.eye(4)
+    out[:3, :3] = full[-4:-1, -4:-1]
+    out[:3, 3] = full[-4:-1, -1]
+    return out

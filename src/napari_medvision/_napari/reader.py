@@ -1,0 +1,77 @@
+"""The reader contribution: drag-and-drop a study file or a DICOM folder.
+
+``napari_get_reader`` only checks names cheaply and returns None for what it
+cannot read; read failures become a notification, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..core.errors import FourDimensionalError, MedvisionError
+from ..core.io import read_volume
+from ..core.io.dicom import is_dicom_file
+from ..core.io.reader import file_kind
+from .layers import image_layer_data, labels_layer_data, looks_like_label_map
+
+log = logging.getLogger(__name__)
+_MAX_FILES_PROBED = 50
+
+
+def napari_get_reader(path):
+    """Return :func:`read_study` when ``path`` looks like a study we read, else None."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    if not paths or not all(_readable(Path(p)) for p in paths):
+        return None
+    return read_study
+
+
+def _readable(path: Path) -> bool:
+    try:
+        if path.is_dir():
+            return any(is_dicom_file(child) for _, child in zip(range(_MAX_FILES_PROBED), path.iterdir())
+                       if child.is_file())
+        return path.is_file() and file_kind(path) is not None
+    except OSError:
+        return False
+
+
+def read_study(path) -> list[tuple]:
+    """Layer data for each path; an unreadable one is reported and skipped."""
+    from napari.utils.notifications import show_error, show_warning
+
+    layers = []
+    for item in [path] if isinstance(path, (str, Path)) else path:
+        try:
+            volume = _read_with_first_frame(Path(item))
+        except MedvisionError as exc:
+            show_error(f"napari-medvision: {exc}")
+            continue
+        for warning in volume.warnings:
+            show_warning(f"{Path(item).name}: {warning}")
+        layers.append(volume_layer_data(volume, _display_name(Path(item))))
+    return layers or [(None,)]
+
+
+def _read_with_first_frame(path: Path):
+    try:
+        return read_volume(path)
+    except FourDimensionalError:
+        return read_volume(path, frame=0)
+
+
+def volume_layer_data(volume, name: str) -> tuple:
+    """Labels for a label map, otherwise an image layer."""
+    if looks_like_label_map(volume, name):
+        return labels_layer_data(volume, name)
+    return image_layer_data(volume, name)
+
+
+def _display_name(path: Path) -> str:
+    name = path.name
+    for ext in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".jpg", ".jpeg",
+                ".tiff", ".tif", ".dcm"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name

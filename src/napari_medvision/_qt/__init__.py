@@ -1,0 +1,1 @@
+"""Dock widgets and the one worker helper; thin, they call core/."""

@@ -1,0 +1,40 @@
+"""The one way widgets run long work: a napari worker with progress and errors as notifications."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+
+from ..core.errors import MedvisionError
+
+log = logging.getLogger(__name__)
+
+
+def report_error(exc: BaseException) -> None:
+    """A user error as its one-line message; anything else with its type, details in the log."""
+    if isinstance(exc, MedvisionError):
+        show_error(str(exc))
+    else:
+        log.error("unexpected failure", exc_info=exc)
+        show_error(f"napari-medvision: unexpected {type(exc).__name__}: {exc}")
+
+
+def start_worker(function: Callable, *args, on_result: Callable | None = None,
+                 description: str = "Working", total: int | None = None, **kwargs):
+    """Run ``function(*args, **kwargs)`` in a thread; the result goes to ``on_result`` on the GUI thread.
+
+    ``function`` may be a generator: each yield advances a progress bar of
+    ``total`` steps and is a point where ``worker.quit()`` stops it.
+    """
+    progress = {"desc": description}
+    if total is not None:
+        progress["total"] = total
+    worker = create_worker(function, *args, _progress=progress, **kwargs)
+    if on_result is not None:
+        worker.returned.connect(on_result)
+    worker.errored.connect(report_error)
+    worker.start()
+    return worker

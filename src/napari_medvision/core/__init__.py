@@ -1,0 +1,1 @@
+"""Pure compute: numpy, SimpleITK, torch and MONAI only (never napari or Qt)."""

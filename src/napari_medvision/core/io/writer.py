@@ -1,0 +1,84 @@
+"""Write a volume with its exact geometry, atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .._atomic import public_file_mode
+from ..errors import UnsupportedFormatError, WriteError
+from ..volume import Volume
+from ._itk import itk_reason
+
+#: Single-file formats we write (a two-file .mhd/.nhdr could not be replaced atomically).
+WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+def compact_label_dtype(array: np.ndarray) -> np.ndarray:
+    """The label map in the smallest integer type that holds its values unchanged."""
+    if array.size == 0:
+        return array.astype(np.uint8)
+    low, high = int(array.min()), int(array.max())
+    for dtype in (np.uint8, np.uint16, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return array.astype(dtype, copy=False)
+    return array.astype(np.int64, copy=False)
+
+
+def extension_of(path: Path) -> str:
+    name = path.name.lower()
+    for ext in WRITE_EXTENSIONS:
+        if name.endswith(ext):
+            return ext
+    raise UnsupportedFormatError(
+        f"cannot write '{path.name}': use one of " + ", ".join(WRITE_EXTENSIONS)
+    )
+
+
+def write_volume(volume: Volume, path: str | Path, *, labels: bool = False) -> Path:
+    """Write ``volume`` to ``path`` with its spacing, origin and direction.
+
+    The file appears complete or not at all: it is written to a temporary file
+    in the same folder and renamed over ``path``.
+
+    Args:
+        volume: what to write.
+        path: destination ending in ``.nii.gz``, ``.nii``, ``.nrrd`` or ``.mha``.
+        labels: store as a label map in the smallest integer type.
+
+    Raises:
+        UnsupportedFormatError: unknown file ending.
+        WriteError: missing or read-only folder, or ITK failed; nothing was changed.
+    """
+    path = Path(path)
+    ext = extension_of(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise WriteError(f"cannot write '{path.name}': folder '{folder}' does not exist")
+    array = volume.array
+    if labels:
+        if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
+            raise WriteError("a label map must hold whole numbers")
+        array = compact_label_dtype(array.astype(np.int64) if array.dtype == bool else array)
+    image = Volume(array, volume.spacing, volume.origin, volume.direction).to_sitk()
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=ext, dir=folder)
+        os.close(handle)
+    except OSError as exc:
+        raise WriteError(f"cannot write to folder '{folder}': {exc.strerror}") from None
+    try:
+        sitk.WriteImage(image, temp_name, useCompression=ext in (".nii.gz", ".nrrd", ".mha"))
+        os.chmod(temp_name, public_file_mode())
+        os.replace(temp_name, path)
+    except (RuntimeError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else itk_reason(exc)
+        raise WriteError(f"cannot write '{path.name}': {reason}") from None
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+    return path

@@ -1,0 +1,115 @@
+"""The case store: annotated cases in the nnU-Net raw-dataset layout.
+
+::
+
+    ROOT/dataset.json
+    ROOT/imagesTr/<case>_0000.nii.gz
+    ROOT/labelsTr/<case>.nii.gz      (same geometry as its image)
+
+A case counts only when both files exist; each file is written atomically and the
+label is written before the image, so a crash never leaves a half case visible.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .._atomic import write_json_atomic
+from ..errors import MedvisionError
+from ..io import read_volume, write_volume
+from ..volume import Volume, check_same_geometry
+
+FILE_ENDING = ".nii.gz"
+_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class CaseStore:
+    """A folder of image / label pairs with a ``dataset.json`` naming the labels."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "imagesTr"
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.root / "labelsTr"
+
+    @classmethod
+    def create(cls, root: str | Path, labels: dict[str, int], channel: str = "CT",
+               name: str | None = None, **extra) -> "CaseStore":
+        """Create (or open) a store whose ``dataset.json`` names ``labels``.
+
+        Args:
+            labels: ``{"background": 0, "liver": 1, ...}`` as nnU-Net expects.
+            channel: the imaging channel's name (``"CT"``, ``"MR"``...).
+            extra: more keys for ``dataset.json`` (kept under ``"medvision"``).
+        """
+        store = cls(root)
+        store.images_dir.mkdir(parents=True, exist_ok=True)
+        store.labels_dir.mkdir(parents=True, exist_ok=True)
+        dataset = {
+            "name": name or store.root.name,
+            "channel_names": {"0": channel},
+            "labels": dict(labels),
+            "numTraining": 0,
+            "file_ending": FILE_ENDING,
+        }
+        if extra:
+            dataset["medvision"] = extra
+        write_json_atomic(store.root / "dataset.json", dataset)
+        store._update_count()
+        return store
+
+    def dataset(self) -> dict:
+        """The parsed ``dataset.json``."""
+        path = self.root / "dataset.json"
+        if not path.is_file():
+            raise MedvisionError(f"'{self.root}' is not a case store (no dataset.json)")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def label_names(self) -> dict[int, str]:
+        """``{value: name}`` of the store's labels, background excluded."""
+        return {int(v): k for k, v in self.dataset()["labels"].items() if int(v) != 0}
+
+    def case_ids(self) -> list[str]:
+        """Complete cases (image and label both present), sorted."""
+        ids = []
+        for label in sorted(self.labels_dir.glob(f"*{FILE_ENDING}")):
+            case_id = label.name[: -len(FILE_ENDING)]
+            if self.image_path(case_id).exists():
+                ids.append(case_id)
+        return ids
+
+    def image_path(self, case_id: str) -> Path:
+        return self.images_dir / f"{case_id}_0000{FILE_ENDING}"
+
+    def label_path(self, case_id: str) -> Path:
+        return self.labels_dir / f"{case_id}{FILE_ENDING}"
+
+    def add_case(self, case_id: str, image: Volume, label: Volume) -> None:
+        """Write one case; the label must lie on the image's grid.
+
+        Raises:
+            GeometryMismatchError: image and label differ in geometry.
+            MedvisionError: an invalid case name.
+        """
+        if not _CASE_ID.match(case_id):
+            raise MedvisionError(f"case name {case_id!r} may use only letters, digits, '_', '-' and '.'")
+        check_same_geometry(image, label)
+        write_volume(label, self.label_path(case_id), labels=True)
+        write_volume(image, self.image_path(case_id))
+        self._update_count()
+
+    def read_case(self, case_id: str) -> tuple[Volume, Volume]:
+        """``(image, label)`` of one case."""
+        return read_volume(self.image_path(case_id)), read_volume(self.label_path(case_id))
+
+    def _update_count(self) -> None:
+        dataset = self.dataset()
+        dataset["numTraining"] = len(self.case_ids())
+        write_json_atomic(self.root / "dataset.json", dataset)

@@ -1,0 +1,189 @@
+"""The :class:`Volume`: a voxel array with its exact ITK geometry.
+
+Conventions (the same as SimpleITK's ``GetArrayFromImage``):
+
+* ``array`` is indexed ``(z, y, x)``; a 2D image is a volume with one slice.
+* ``spacing`` and ``origin`` are ``(x, y, z)`` in millimetres, ``direction`` is
+  the 3x3 matrix whose *columns* are the x, y and z index axes in LPS world
+  space. They are stored exactly as ITK reports them.
+
+The world position of voxel index ``(i, j, k)`` (x, y, z order) is
+``origin + direction @ (spacing * (i, j, k))`` in LPS millimetres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import GeometryMismatchError
+
+#: Absolute tolerance used to decide that two geometries are the same.
+GEOMETRY_TOLERANCE = 1e-6
+
+
+@dataclass(eq=False)
+class Volume:
+    """A 3D voxel array (z, y, x) with spacing / origin / direction (x, y, z, LPS, mm).
+
+    Attributes:
+        array: voxel values, shape ``(z, y, x)``.
+        spacing: voxel size in mm, ``(x, y, z)``.
+        origin: world position (LPS, mm) of voxel ``(0, 0, 0)``.
+        direction: 3x3 direction cosines, columns are the index axes.
+        metadata: source information (``modality``, ``path``, DICOM
+            ``series_description``, ...). JSON-serialisable values only.
+        warnings: problems found while reading that did not stop it.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.array.ndim == 2:
+            self.array = self.array[np.newaxis]
+        if self.array.ndim != 3:
+            raise ValueError(f"Volume needs a 3D (z, y, x) array, got shape {self.array.shape}")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.origin = tuple(float(o) for o in self.origin)
+        self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape ``(z, y, x)``."""
+        return tuple(self.array.shape)
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """Voxel counts in ITK order ``(x, y, z)``."""
+        return tuple(reversed(self.array.shape))
+
+    @property
+    def modality(self) -> str | None:
+        return self.metadata.get("modality")
+
+    @property
+    def geometry(self) -> dict[str, list[float]]:
+        """JSON-friendly geometry: ``size``, ``spacing``, ``origin``, ``direction`` (row-major)."""
+        return {
+            "size": [int(s) for s in self.size],
+            "spacing": list(self.spacing),
+            "origin": list(self.origin),
+            "direction": [float(v) for v in self.direction.ravel()],
+        }
+
+    def with_array(self, array: np.ndarray, **metadata: Any) -> "Volume":
+        """A new Volume on the same grid holding ``array`` (e.g. a label map)."""
+        if tuple(array.shape[-3:]) != self.shape and not (array.ndim == 2 and self.shape[0] == 1):
+            raise GeometryMismatchError(
+                f"array of shape {array.shape} does not fit a volume of shape {self.shape}"
+            )
+        return replace(self, array=array, metadata={**self.metadata, **metadata}, warnings=[])
+
+    # --- world coordinates -------------------------------------------------
+    def index_to_world(self, index_xyz: np.ndarray) -> np.ndarray:
+        """World LPS mm of continuous indices ``(..., 3)`` given in (x, y, z) order."""
+        index_xyz = np.asarray(index_xyz, dtype=float)
+        return np.asarray(self.origin) + index_xyz @ (self.direction * np.asarray(self.spacing)).T
+
+    def world_to_index(self, world: np.ndarray) -> np.ndarray:
+        """Continuous (x, y, z) indices of LPS mm points ``(..., 3)``."""
+        matrix = self.direction * np.asarray(self.spacing)
+        return (np.asarray(world, dtype=float) - np.asarray(self.origin)) @ np.linalg.inv(matrix).T
+
+    def napari_affine(self) -> np.ndarray:
+        """4x4 affine mapping napari data indices (z, y, x) to world (z, y, x) LPS mm.
+
+        napari orders both data and world axes z, y, x, so the ITK matrix
+        ``direction @ diag(spacing)`` is conjugated by the axis reversal.
+        """
+        return napari_affine(self.spacing, self.origin, self.direction)
+
+    # --- SimpleITK ---------------------------------------------------------
+    def to_sitk(self) -> sitk.Image:
+        """A SimpleITK image with this array and geometry."""
+        image = sitk.GetImageFromArray(self.array)
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection([float(v) for v in self.direction.ravel()])
+        return image
+
+    @classmethod
+    def from_sitk(cls, image: sitk.Image, **metadata: Any) -> "Volume":
+        """Wrap a 2D or 3D SimpleITK image; a 2D image becomes one slice at z = 0."""
+        array = sitk.GetArrayFromImage(image)
+        if image.GetDimension() == 2:
+            spacing = (*image.GetSpacing(), 1.0)
+            origin = (*image.GetOrigin(), 0.0)
+            direction = np.eye(3)
+            direction[:2, :2] = np.reshape(image.GetDirection(), (2, 2))
+            return cls(array[np.newaxis], spacing, origin, direction, {**metadata, "dimension": 2})
+        if image.GetDimension() != 3:
+            raise ValueError(f"expected a 2D or 3D image, got {image.GetDimension()}D")
+        return cls(array, image.GetSpacing(), image.GetOrigin(),
+                   np.reshape(image.GetDirection(), (3, 3)), dict(metadata))
+
+
+def napari_affine(spacing, origin, direction) -> np.ndarray:
+    """4x4 napari affine (z, y, x order) from ITK spacing / origin / direction (x, y, z order)."""
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3) * np.asarray(spacing, dtype=float)
+    affine = np.eye(4)
+    affine[:3, :3] = matrix[::-1, ::-1]
+    affine[:3, 3] = np.asarray(origin, dtype=float)[::-1]
+    return affine
+
+
+def geometry_from_napari_affine(affine: np.ndarray) -> tuple[tuple, tuple, np.ndarray]:
+    """Inverse of :func:`napari_affine`: ``(spacing, origin, direction)`` in ITK order.
+
+    Raises:
+        GeometryMismatchError: the affine has shear or a zero axis, which no ITK
+            image header can represent.
+    """
+    affine = np.asarray(affine, dtype=float)
+    matrix = affine[:3, :3][::-1, ::-1]
+    spacing = np.linalg.norm(matrix, axis=0)
+    if np.any(spacing <= 0):
+        raise GeometryMismatchError("the layer's transform collapses an axis; it cannot be written as an image")
+    direction = matrix / spacing
+    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-5):
+        raise GeometryMismatchError("the layer's transform has shear; an image header cannot store it")
+    return tuple(spacing), tuple(affine[:3, 3][::-1]), direction
+
+
+def geometry_differences(a: Volume, b: Volume, tol: float = GEOMETRY_TOLERANCE) -> list[str]:
+    """Human-readable differences between two volumes' grids (empty when they match)."""
+    diffs = []
+    if a.size != b.size:
+        diffs.append(f"size (x,y,z) {_fmt(a.size)} vs {_fmt(b.size)}")
+    if not np.allclose(a.spacing, b.spacing, atol=tol, rtol=0):
+        diffs.append(f"spacing {_fmt(a.spacing)} vs {_fmt(b.spacing)} mm")
+    if not np.allclose(a.origin, b.origin, atol=tol, rtol=0):
+        diffs.append(f"origin {_fmt(a.origin)} vs {_fmt(b.origin)} mm")
+    if not np.allclose(a.direction, b.direction, atol=tol, rtol=0):
+        diffs.append(f"direction {_fmt(a.direction.ravel())} vs {_fmt(b.direction.ravel())}")
+    return diffs
+
+
+def check_same_geometry(image: Volume, label: Volume, what: str = "label map") -> None:
+    """Refuse to pair ``label`` with ``image`` unless their grids are identical.
+
+    Raises:
+        GeometryMismatchError: naming every difference.
+    """
+    diffs = geometry_differences(image, label)
+    if diffs:
+        raise GeometryMismatchError(
+            f"the {what} does not match the image's geometry: " + "; ".join(diffs)
+        )
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
