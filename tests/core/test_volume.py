@@ -62,6 +62,7 @@ def test_geometry_differences_name_each_difference():
     a = Volume.from_sitk(make_image(geometry="anisotropic"))
     b = Volume.from_sitk(make_image(geometry="flipped_ras"))
     diffs = geometry_differences(a, b)
+    assert diffs[1] == "origin first (-120.5, 33.25, 7) vs second (100, 80, -40) mm"
     assert [d.split()[0] for d in diffs] == ["spacing", "origin", "direction"]
     with pytest.raises(GeometryMismatchError, match="spacing .* origin .* direction"):
         check_same_geometry(a, b)

@@ -195,7 +195,7 @@ def _add_lesions(rng, grid, x, y, z, label, tissue, max_lesions, probability, di
         world_center = grid.index_to_world(np.array([i, j, k], dtype=float))
         corners = grid.index_to_world(np.array([i, j, k]) + np.array([[-1], [1]]) * (diameter / 2 / spacing))
         low, high = corners.min(axis=0), corners.max(axis=0)
-        lesions.append(Lesion(tuple(map(float, world_center)), round(diameter, 2), organ_name,
+        lesions.append(Lesion(tuple(map(float, world_center)), diameter, organ_name,
                               tuple(map(float, (*low, *high)))))
     return lesions
 

@@ -158,17 +158,20 @@ def geometry_from_napari_affine(affine: np.ndarray) -> tuple[tuple, tuple, np.nd
     return tuple(spacing), tuple(affine[:3, 3][::-1]), direction
 
 
-def geometry_differences(a: Volume, b: Volume, tol: float = GEOMETRY_TOLERANCE) -> list[str]:
+def geometry_differences(a: Volume, b: Volume, names: tuple[str, str] = ("first", "second"),
+                         tol: float = GEOMETRY_TOLERANCE) -> list[str]:
     """Human-readable differences between two volumes' grids (empty when they match)."""
+    first, second = names
+    checks = [
+        ("size (x,y,z)", a.size, b.size, ""),
+        ("spacing", a.spacing, b.spacing, " mm"),
+        ("origin", a.origin, b.origin, " mm"),
+        ("direction", a.direction.ravel(), b.direction.ravel(), ""),
+    ]
     diffs = []
-    if a.size != b.size:
-        diffs.append(f"size (x,y,z) {_fmt(a.size)} vs {_fmt(b.size)}")
-    if not np.allclose(a.spacing, b.spacing, atol=tol, rtol=0):
-        diffs.append(f"spacing {_fmt(a.spacing)} vs {_fmt(b.spacing)} mm")
-    if not np.allclose(a.origin, b.origin, atol=tol, rtol=0):
-        diffs.append(f"origin {_fmt(a.origin)} vs {_fmt(b.origin)} mm")
-    if not np.allclose(a.direction, b.direction, atol=tol, rtol=0):
-        diffs.append(f"direction {_fmt(a.direction.ravel())} vs {_fmt(b.direction.ravel())}")
+    for what, va, vb, unit in checks:
+        if np.shape(va) != np.shape(vb) or not np.allclose(va, vb, atol=tol, rtol=0):
+            diffs.append(f"{what} {first} {_fmt(va)} vs {second} {_fmt(vb)}{unit}")
     return diffs
 
 
@@ -178,7 +181,7 @@ def check_same_geometry(image: Volume, label: Volume, what: str = "label map") -
     Raises:
         GeometryMismatchError: naming every difference.
     """
-    diffs = geometry_differences(image, label)
+    diffs = geometry_differences(image, label, names=("image", what))
     if diffs:
         raise GeometryMismatchError(
             f"the {what} does not match the image's geometry: " + "; ".join(diffs)

@@ -1,0 +1,75 @@
+"""The ``medvision`` command as DESIGN.md fixes it, run as a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from tests.conftest import make_image, write_dicom_series
+
+
+def medvision(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "napari_medvision.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_info_json_equals_simpleitk(tmp_path, suffix):
+    path = tmp_path / f"scan{suffix}"
+    sitk.WriteImage(make_image(geometry="oblique"), str(path))
+    result = medvision("info", path, "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    image = sitk.ReadImage(str(path))
+    assert info["size"] == list(image.GetSize())
+    assert info["spacing"] == list(image.GetSpacing())
+    assert info["origin"] == list(image.GetOrigin())
+    assert info["direction"] == list(image.GetDirection())
+    assert info["shape"] == list(sitk.GetArrayViewFromImage(image).shape)
+    assert info["dtype"] == "int16" and info["modality"] is None
+
+
+def test_info_on_dicom_folder_reports_modality_and_warnings(tmp_path):
+    write_dicom_series(tmp_path, np.zeros((4, 6, 6), np.int16), z_positions=[0, 2, 4, 8])
+    result = medvision("info", tmp_path, "--json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["modality"] == "CT"
+    assert "warning: uneven slice spacing" in result.stderr
+
+
+def test_info_on_png_reports_2d_as_simpleitk(tmp_path):
+    path = tmp_path / "xray.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 30), np.uint8)), str(path))
+    info = json.loads(medvision("info", path, "--json").stdout)
+    assert info["size"] == [30, 20] and info["shape"] == [20, 30] and len(info["direction"]) == 4
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["info", "{tmp}/missing.nii.gz"], "does not exist"),
+    (["info", "{tmp}/empty.nii.gz"], "empty"),
+    (["info", "{tmp}/notes.xyz"], "not a supported image type"),
+    (["info"], "required"),
+    (["phantom", "{tmp}/out", "--cases", "0"], "at least 1"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_user_errors_exit_2_with_one_line(tmp_path, args, needle):
+    (tmp_path / "empty.nii.gz").write_bytes(b"")
+    (tmp_path / "notes.xyz").write_text("text")
+    result = medvision(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_phantom_command_writes_cases(tmp_path):
+    result = medvision("phantom", tmp_path / "ph", "--cases", 2, "--seed", 3,
+                       "--shape", 24, 48, 48, "--spacing", 7, 7, 12, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["cases"] == ["phantom_000", "phantom_001"]
+    info = json.loads(medvision("info", tmp_path / "ph" / "imagesTr" / "phantom_000_0000.nii.gz", "--json").stdout)
+    assert info["shape"] == [24, 48, 48] and info["spacing"] == [7.0, 7.0, 12.0]
