@@ -293,12 +293,18 @@ class StudyWidget(QWidget):
         return f"{unit} {shown} at x {x:.1f}, y {y:.1f}, z {z:.1f} mm (LPS)"
 
     def value_at(self, world_zyx) -> float | None:
-        """The selected image's voxel value at a world point, or None outside it."""
+        """The selected image's voxel value at a world point (z, y, x), or None outside it.
+
+        Unlike ``layer.get_value`` (which reads the displayed slice), this honours
+        the point's own slice position, so any world point can be asked about.
+        """
         layer = self.image_layer()
         if layer is None:
             return None
-        value = layer.get_value(tuple(world_zyx), world=True)
-        return None if value is None else float(value)
+        index = np.round(np.asarray(layer.world_to_data(tuple(world_zyx)), dtype=float)).astype(int)
+        if np.any(index < 0) or np.any(index >= np.asarray(layer.data.shape)):
+            return None
+        return float(layer.data[tuple(index)])
 
 
 class _NoStudy(MedvisionError):

@@ -32,9 +32,7 @@ def start_worker(function: Callable, *args, on_result: Callable | None = None,
     progress = {"desc": description}
     if total is not None:
         progress["total"] = total
-    worker = create_worker(function, *args, _progress=progress, **kwargs)
+    connect = {"errored": report_error}  # an "errored" handler stops superqt from re-raising
     if on_result is not None:
-        worker.returned.connect(on_result)
-    worker.errored.connect(report_error)
-    worker.start()
-    return worker
+        connect["returned"] = on_result
+    return create_worker(function, *args, _progress=progress, _connect=connect, **kwargs)
