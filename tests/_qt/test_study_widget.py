@@ -126,3 +126,13 @@ def test_demo_viewer_has_the_phantom_and_the_dock(make_napari_viewer, monkeypatc
     viewer = demo.open_demo_viewer(show=False)
     assert [layer.name for layer in viewer.layers] == ["CT phantom", "CT phantom labels"]
     assert any("Study" in name for name in viewer.window._dock_widgets)
+
+
+def test_slider_range_reaches_the_whole_data(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-medvision", "ct_phantom")
+    StudyWidget(viewer)
+    image = viewer.layers["CT phantom"]
+    assert tuple(image.contrast_limits) == (-125.0, 225.0)
+    assert image.contrast_limits_range[0] <= image.data.min()
+    assert image.contrast_limits_range[1] >= image.data.max()

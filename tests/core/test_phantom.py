@@ -25,7 +25,8 @@ def test_ct_has_every_tissue_at_plausible_hu():
     median = {name: np.median(image[label == value]) for name, value in LABELS.items()}
     assert median["background"] < -900
     assert -950 < median["lung"] < -700
-    assert 20 < median["liver"] < 100 and 20 < median["spleen"] < 100
+    assert 80 < median["liver"] < 150 and 80 < median["spleen"] < 150
+    assert median["liver"] > median["body"] + 20, "enhanced organs stand out from muscle"
     assert median["bone"] > 250
     body = label == LABELS["body"]
     assert (image[body] < -50).mean() > 0.05, "subcutaneous and visceral fat present"

@@ -41,8 +41,10 @@ class StudyWidget(QWidget):
         self._is_ct = False
         self._build()
         self.viewer.layers.selection.events.active.connect(self._on_active_layer)
-        self.viewer.layers.events.inserted.connect(self._on_active_layer)
+        self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.cursor.events.position.connect(self._on_cursor)
+        for layer in self.viewer.layers:
+            _widen_slider_range(layer)
         self._on_active_layer()
 
     # --- layout ------------------------------------------------------------
@@ -253,6 +255,10 @@ class StudyWidget(QWidget):
         self.preset_combo.setCurrentIndex(0)
         self.set_window(self.width_spin.value(), self.level_spin.value())
 
+    def _on_inserted(self, event) -> None:
+        _widen_slider_range(event.value)
+        self._on_active_layer()
+
     def _on_active_layer(self, event=None) -> None:
         layer = self.image_layer()
         if self._watched is not None:
@@ -305,6 +311,14 @@ class StudyWidget(QWidget):
         if np.any(index < 0) or np.any(index >= np.asarray(layer.data.shape)):
             return None
         return float(layer.data[tuple(index)])
+
+
+def _widen_slider_range(layer) -> None:
+    """napari pins the contrast slider's range to the initial window; let it reach all the data."""
+    if isinstance(layer, Image) and GEOMETRY_KEY in layer.metadata:
+        low, high = layer.contrast_limits
+        data_low, data_high = float(np.min(layer.data)), float(np.max(layer.data))
+        layer.contrast_limits_range = (min(low, data_low), max(high, data_high))
 
 
 class _NoStudy(MedvisionError):

@@ -30,9 +30,10 @@ LABELS = {
     "lesion": 7,
 }
 
-# Mean intensity of each tissue: CT in HU, MR in T1-like units.
-_TISSUE_CT = {"air": -1000, "fat": -100, "muscle": 45, "lung": -850, "liver": 60, "spleen": 48,
-              "kidney": 35, "marrow": 300, "cortex": 900}
+# Mean intensity of each tissue: CT in HU (portal-venous contrast phase, so organs stand out
+# from muscle as in a routine chest/abdomen CT), MR in T1-like units.
+_TISSUE_CT = {"air": -1000, "fat": -100, "muscle": 50, "lung": -850, "liver": 110, "spleen": 125,
+              "kidney": 170, "marrow": 300, "cortex": 900}
 _TISSUE_MR = {"air": 0, "fat": 900, "muscle": 320, "lung": 40, "liver": 520, "spleen": 380,
               "kidney": 430, "marrow": 650, "cortex": 60}
 
@@ -208,7 +209,7 @@ def _render(rng, tissue, label, x, y, modality, spacing):
         table[name] += rng.uniform(-jitter, jitter)
     if modality == "CT":
         table["lesion_lung"] = rng.uniform(-10, 60)
-        table["lesion_liver"] = table["liver"] - rng.uniform(30, 60)
+        table["lesion_liver"] = table["liver"] - rng.uniform(40, 80)
     else:
         table["lesion_lung"] = rng.uniform(250, 400)
         table["lesion_liver"] = table["liver"] - rng.uniform(150, 250)
