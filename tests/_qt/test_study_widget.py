@@ -125,7 +125,7 @@ def test_demo_viewer_has_the_phantom_and_the_dock(make_napari_viewer, monkeypatc
     monkeypatch.setattr(napari, "Viewer", lambda **kwargs: make_napari_viewer())
     viewer = demo.open_demo_viewer(show=False)
     assert [layer.name for layer in viewer.layers] == ["CT phantom", "CT phantom labels"]
-    assert any("Study" in name for name in viewer.window._dock_widgets)
+    assert any("Study" in name for name in viewer.window.dock_widgets)
 
 
 def test_slider_range_reaches_the_whole_data(make_napari_viewer):
