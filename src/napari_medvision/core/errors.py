@@ -33,3 +33,15 @@ class FourDimensionalError(UnreadableFileError):
     def __init__(self, message: str, frames: int):
         super().__init__(message)
         self.frames = frames
+
+
+class ModelError(MedvisionError):
+    """A model cannot be loaded or does not fit the image (wrong channels, missing weights...)."""
+
+
+class UntrustedCodeError(ModelError):
+    """A bundle or weights file would run code the user has not agreed to trust."""
+
+
+class CancelledError(MedvisionError):
+    """The user stopped a run; nothing was changed."""

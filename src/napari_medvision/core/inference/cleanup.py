@@ -1,0 +1,21 @@
+"""Label-map clean-up."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def remove_small_components(labels: np.ndarray, min_voxels: float) -> np.ndarray:
+    """Set to background every connected piece of any label smaller than ``min_voxels``."""
+    cleaned = labels.copy()
+    for value in np.unique(labels):
+        if value == 0:
+            continue
+        pieces, count = ndimage.label(labels == value)
+        sizes = np.bincount(pieces.ravel(), minlength=count + 1)
+        small = np.flatnonzero(sizes < min_voxels)
+        small = small[small > 0]
+        if small.size:
+            cleaned[np.isin(pieces, small)] = 0
+    return cleaned

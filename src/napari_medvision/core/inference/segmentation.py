@@ -1,0 +1,190 @@
+"""Segmentation: the bundle's transforms, a Gaussian-weighted sliding window, optional flip TTA,
+probabilities and an uncertainty map, the label map back on the source grid."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Generator
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
+from monai.transforms import Invertd
+
+from ..errors import ModelError
+from ..models import Bundle, choose_device
+from ..models.cache import loaded_model
+from ..volume import Volume
+from .cleanup import remove_small_components
+from .convert import to_metatensor, to_zyx
+from .progress import Progress
+from .windows import infer
+
+log = logging.getLogger(__name__)
+_EPS = 1e-6
+
+
+@dataclass
+class SegmentationResult:
+    """A label map on the source grid, with what else was asked for.
+
+    Attributes:
+        labels: label map (z, y, x) with the source geometry.
+        label_names: value -> name (background excluded).
+        probabilities: ``(C, z, y, x)`` float32 softmax on the source grid, or None.
+        uncertainty: normalised entropy (0..1) of the mean prediction on the source grid, or None.
+        case_uncertainty: mean entropy over the predicted foreground (one number per case).
+        volumes_ml: label name -> volume in millilitres.
+        seconds: wall time of the run.
+        notes: what the run decided along the way (fallbacks, slice-by-slice...).
+    """
+
+    labels: Volume
+    label_names: dict[int, str]
+    probabilities: np.ndarray | None = None
+    uncertainty: Volume | None = None
+    case_uncertainty: float | None = None
+    volumes_ml: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: float | None = None,
+            sw_batch_size: int | None = None, tta: bool = False, keep_probabilities: bool = False,
+            uncertainty: bool = False, min_component_mm3: float = 0.0,
+            amp: bool = True) -> Generator[Progress, None, SegmentationResult]:
+    """Segment ``volume`` with ``bundle``; a generator yielding progress, returning the result.
+
+    Args:
+        overlap / sw_batch_size: override the bundle's sliding-window settings.
+        tta: average the prediction over flips of each spatial axis.
+        keep_probabilities: return the per-class probabilities on the source grid.
+        uncertainty: return an entropy map (uses the flip passes, so implies TTA).
+        min_component_mm3: drop connected pieces of a label smaller than this.
+
+    Raises:
+        ModelError: the model does not fit the image (channels, dimensions).
+    """
+    start = time.perf_counter()
+    if bundle.task != "segmentation":
+        raise ModelError(f"'{bundle.name}' is a {bundle.task} model, not a segmentation model")
+    torch_device = choose_device(device)
+    yield Progress(0, 1, f"loading {bundle.name}")
+    model = loaded_model(bundle, torch_device)
+    notes: list[str] = []
+    if bundle.spatial_dims == 3 and volume.shape[0] == 1:
+        raise ModelError(f"'{bundle.name}' is a 3D model and the image is 2D (one slice)")
+    inferer = _inferer(bundle, model.inferer, overlap, sw_batch_size)
+    passes = _flips(bundle.spatial_dims) if (tta or uncertainty) else [()]
+
+    if bundle.spatial_dims == 2 and volume.shape[0] > 1:
+        notes.append(f"2D model: segmented slice by slice ({volume.shape[0]} slices)")
+        slices = []
+        for k in range(volume.shape[0]):
+            item = yield from _segment_one(bundle, model, to_metatensor(volume, k), inferer, passes, amp,
+                                           f"slice {k + 1}/{volume.shape[0]}", keep_probabilities or uncertainty)
+            slices.append(item)
+        labels = np.stack([s[0] for s in slices])
+        probs = np.stack([s[1] for s in slices], axis=1) if slices[0][1] is not None else None
+    else:
+        labels, probs = yield from _segment_one(bundle, model, to_metatensor(volume), inferer, passes, amp,
+                                                "sliding window", keep_probabilities or uncertainty)
+        if bundle.spatial_dims == 2:
+            labels, probs = labels[np.newaxis], (probs[:, np.newaxis] if probs is not None else None)
+
+    if labels.shape != volume.shape:
+        raise ModelError(f"the model's postprocessing returned shape {labels.shape}, "
+                         f"not the image's {volume.shape}; it must invert its resampling (Invertd)")
+    if min_component_mm3 > 0:
+        labels = remove_small_components(labels, min_component_mm3 / float(np.prod(volume.spacing)))
+    label_volume = volume.with_array(_compact(labels), model=bundle.name)
+    result = SegmentationResult(label_volume, dict(bundle.labels), notes=notes)
+    if probs is not None:
+        if keep_probabilities:
+            result.probabilities = probs.astype(np.float32)
+        if uncertainty:
+            entropy = -(probs * np.log(np.clip(probs, _EPS, 1))).sum(axis=0) / np.log(max(probs.shape[0], 2))
+            result.uncertainty = volume.with_array(entropy.astype(np.float32), model=bundle.name)
+            foreground = labels > 0
+            result.case_uncertainty = float(entropy[foreground].mean() if foreground.any() else entropy.mean())
+    voxel_ml = float(np.prod(volume.spacing)) / 1000.0
+    counts = np.bincount(labels.ravel().astype(np.int64), minlength=max(bundle.labels, default=0) + 1)
+    result.volumes_ml = {name: round(float(counts[value]) * voxel_ml, 3) for value, name in bundle.labels.items()
+                         if value < len(counts)}
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _segment_one(bundle, model, image, inferer, passes, amp, label, want_probs):
+    """Labels (and probabilities) of one MetaTensor, back in its own grid."""
+    data = model.preprocessing({"image": image}) if model.preprocessing is not None else {"image": image[None]}
+    prepared = data["image"]
+    if prepared.shape[0] != bundle.in_channels:
+        raise ModelError(f"'{bundle.name}' expects {bundle.in_channels} input channel(s); "
+                         f"the image gives {prepared.shape[0]}")
+    dims = prepared.ndim - 1
+    total_logits = None
+    mean_probs = None
+    for number, flip in enumerate(passes):
+        batch = prepared.as_tensor()[None] if isinstance(prepared, MetaTensor) else prepared[None]
+        batch = torch.flip(batch, flip) if flip else batch
+        step = f"{label}, pass {number + 1}/{len(passes)}" if len(passes) > 1 else label
+        logits = yield from infer(inferer, batch, model.network, model.device, amp=amp, label=step)
+        logits = (torch.flip(logits, flip) if flip else logits).cpu().float()
+        probs = _activate(logits)
+        mean_probs = probs if mean_probs is None else mean_probs + probs
+        total_logits = logits
+    mean_probs = mean_probs / len(passes)
+    # One pass: the raw logits go through the bundle's own postprocessing, exactly as it expects.
+    # Several passes: log of the mean probabilities, whose softmax is that mean.
+    pred = total_logits[0] if len(passes) == 1 else torch.log(mean_probs[0].clamp_min(_EPS))
+    data["pred"] = MetaTensor(pred, meta=prepared.meta, applied_operations=prepared.applied_operations)
+    labels = _postprocess(model, data, dims)
+    probs_out = None
+    if want_probs:
+        inverted = Invertd(keys="prob", transform=model.preprocessing, orig_keys="image", nearest_interp=False)(
+            {"image": prepared, "prob": MetaTensor(mean_probs[0], meta=prepared.meta,
+                                                   applied_operations=prepared.applied_operations)})
+        probs_out = to_zyx(inverted["prob"], dims)
+    return labels, probs_out
+
+
+def _postprocess(model, data, dims) -> np.ndarray:
+    if model.postprocessing is not None:
+        out = model.postprocessing(data)["pred"]
+    else:
+        out = Invertd(keys="pred", transform=model.preprocessing, orig_keys="image", nearest_interp=False)(data)["pred"]
+    if out.shape[0] > 1:
+        out = torch.argmax(torch.as_tensor(out), dim=0, keepdim=True)
+    array = to_zyx(torch.as_tensor(out), dims)[0]
+    return np.rint(array).astype(np.int32)
+
+
+def _activate(logits: torch.Tensor) -> torch.Tensor:
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits)
+        return torch.cat([1 - p, p], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
+def _inferer(bundle: Bundle, inferer, overlap, sw_batch_size):
+    if isinstance(inferer, SlidingWindowInferer):
+        if overlap is not None:
+            inferer.overlap = overlap
+        if sw_batch_size is not None:
+            inferer.sw_batch_size = sw_batch_size
+        if "mode" not in (bundle.config.get("inferer") or {}):
+            inferer.mode = "gaussian"
+    return inferer
+
+
+def _flips(spatial_dims: int) -> list[tuple[int, ...]]:
+    """No flip, then a flip of each spatial axis of a ``(B, C, *spatial)`` batch."""
+    return [()] + [(axis,) for axis in range(2, 2 + spatial_dims)]
+
+
+def _compact(labels: np.ndarray) -> np.ndarray:
+    return labels.astype(np.uint8) if labels.max(initial=0) < 256 and labels.min(initial=0) >= 0 else labels

@@ -1,0 +1,320 @@
+"""MONAI bundles: metadata, inference config, weights.
+
+A bundle folder holds ``configs/metadata.json``, ``configs/inference.json`` (or
+``.yaml``) and ``models/model.pt`` (a state dict, loaded with
+``weights_only=True``) or ``models/model.ts`` (TorchScript). From the config we
+use ``network_def``, ``preprocessing`` (minus ``LoadImage*``: we feed the image
+from memory), ``inferer`` and ``postprocessing`` (minus ``SaveImage*``); a
+detection bundle also gives ``detector``. Our own keys live under
+``"medvision"`` in metadata.json (task, labels, colours, window, CAM layer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ModelError, UntrustedCodeError
+from .trust import code_in_config
+
+log = logging.getLogger(__name__)
+
+TASKS = ("segmentation", "classification", "detection")
+#: Bundles shipped with the project: trusted to evaluate their own expressions.
+SAMPLE_MODELS_DIR = Path(__file__).resolve().parents[4] / "sample_models"
+_DROP_PRE = ("LoadImage", "LoadImaged")
+_DROP_POST = ("SaveImage", "SaveImaged")
+
+
+@dataclass
+class LoadedModel:
+    """What an engine needs, built on one device."""
+
+    network: torch.nn.Module
+    preprocessing: Any
+    inferer: Any | None
+    postprocessing: Any | None
+    device: torch.device
+    detector: Any | None = None
+
+
+@dataclass
+class Bundle:
+    """A MONAI bundle folder, read but not yet instantiated."""
+
+    path: Path
+    metadata: dict
+    config: dict
+    trusted: bool = False
+    _warnings: list[str] = field(default_factory=list)
+
+    # --- description --------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def display_name(self) -> str:
+        return self.metadata.get("name") or self.name
+
+    @property
+    def description(self) -> str:
+        return self.metadata.get("description", "")
+
+    @property
+    def extras(self) -> dict:
+        """Our ``"medvision"`` keys (metadata.json wins over the config)."""
+        return {**self.config.get("medvision", {}), **self.metadata.get("medvision", {})}
+
+    @cached_property
+    def task(self) -> str:
+        task = self.extras.get("task")
+        if task:
+            if task not in TASKS:
+                raise ModelError(f"bundle '{self.name}' names an unknown task '{task}' (use one of {TASKS})")
+            return task
+        pred = self._output_format()
+        kind = str(pred.get("type", "")).lower()
+        if "detector" in self.config or kind == "object":
+            return "detection"
+        if kind in ("probabilities", "vector", "class", "classes") or pred.get("format") == "classes":
+            return "classification"
+        return "segmentation"
+
+    @cached_property
+    def labels(self) -> dict[int, str]:
+        """Output channel (or class) index -> name; background (0) left out for segmentation."""
+        names = self.extras.get("labels") or self._output_format().get("channel_def") or {}
+        labels = {int(k): str(v) for k, v in names.items()}
+        if not labels and self.task == "detection":
+            labels = {0: "object"}
+        if self.task == "segmentation":
+            labels.pop(0, None)
+        return labels
+
+    @property
+    def colors(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.extras.get("colors", {}).items()}
+
+    @property
+    def spatial_dims(self) -> int:
+        network = self.config.get("network_def", {})
+        if isinstance(network, dict) and isinstance(network.get("spatial_dims"), int):
+            return network["spatial_dims"]
+        shape = self._input_format().get("spatial_shape")
+        return len(shape) if isinstance(shape, list) and shape else 3
+
+    @property
+    def in_channels(self) -> int:
+        network = self.config.get("network_def", {})
+        for key in ("in_channels", "n_input_channels"):
+            if isinstance(network, dict) and isinstance(network.get(key), int):
+                return network[key]
+        return int(self._input_format().get("num_channels", 1))
+
+    def summary(self) -> dict:
+        """The ``medvision models --json`` record."""
+        return {"name": self.name, "task": self.task, "path": str(self.path),
+                "labels": {str(k): v for k, v in self.labels.items()}, "description": self.description}
+
+    def _output_format(self) -> dict:
+        outputs = self.metadata.get("network_data_format", {}).get("outputs", {})
+        return outputs.get("pred") or next(iter(outputs.values()), {})
+
+    def _input_format(self) -> dict:
+        inputs = self.metadata.get("network_data_format", {}).get("inputs", {})
+        return inputs.get("image") or next(iter(inputs.values()), {})
+
+    # --- trust ----------------------------------------------------------------
+    def used_keys(self) -> list[str]:
+        keys = ["network_def", "preprocessing", "inferer", "postprocessing"]
+        if self.task == "detection":
+            keys = ["network_def", "preprocessing", "detector", "detector_ops"]
+        return [k for k in keys if k in self.config]
+
+    def code_findings(self) -> list[str]:
+        """Why building this bundle would run its author's code (empty: it would not)."""
+        findings = code_in_config(self._stripped_config(), self.used_keys())
+        if (self.path / "scripts").is_dir() and any("scripts" in f for f in findings):
+            findings.append("the bundle imports its own scripts/ folder")
+        return findings
+
+    def check_trust(self) -> None:
+        """Raise unless the bundle runs no foreign code, is a shipped sample, or is trusted.
+
+        Raises:
+            UntrustedCodeError: naming the first thing that would run.
+        """
+        if self.trusted or _is_sample(self.path):
+            return
+        findings = self.code_findings()
+        if findings:
+            raise UntrustedCodeError(
+                f"bundle '{self.name}' runs its own code ({findings[0]}"
+                f"{f' and {len(findings) - 1} more' if len(findings) > 1 else ''}); "
+                "run it only if you trust its author: --trust on the command line, 'Trust' in the widget"
+            )
+
+    # --- building ---------------------------------------------------------------
+    def _stripped_config(self) -> dict:
+        config = json.loads(json.dumps(self.config))  # deep copy of plain JSON data
+        _drop_transforms(config, "preprocessing", _DROP_PRE, required=True)
+        _drop_transforms(config, "postprocessing", _DROP_POST, required=False)
+        return config
+
+    def build(self, device: torch.device) -> LoadedModel:
+        """Instantiate network (with weights), transforms and inferer on ``device``.
+
+        Raises:
+            UntrustedCodeError: code that needs trust, or weights that are not plain tensors.
+            ModelError: unknown network class, missing or mismatching weights.
+        """
+        from monai.bundle import ConfigParser
+
+        self.check_trust()
+        parser = ConfigParser(self._stripped_config())
+        parser["bundle_root"] = str(self.path)
+        parser["device"] = device
+        parser.parse(reset=True)
+
+        def parsed(key):
+            if key not in self.config:
+                return None
+            try:
+                return parser.get_parsed_content(key)
+            except Exception as exc:  # MONAI wraps import / constructor errors
+                raise ModelError(f"bundle '{self.name}': cannot build '{key}': {_first_line(exc)}") from None
+
+        network = self._network(parsed, device)
+        detector = None
+        if self.task == "detection":
+            detector = parsed("detector")
+            if detector is None:
+                raise ModelError(f"detection bundle '{self.name}' has no 'detector' in its config")
+            parsed("detector_ops")
+            detector.network = network
+            detector.eval()
+        return LoadedModel(network, parsed("preprocessing"), parsed("inferer"), parsed("postprocessing"),
+                           device, detector)
+
+    def _network(self, parsed, device: torch.device) -> torch.nn.Module:
+        weights = self.path / "models" / "model.pt"
+        script = self.path / "models" / "model.ts"
+        if "network_def" in self.config and weights.is_file():
+            network = parsed("network_def")
+            load_weights(network, weights)
+        elif script.is_file():
+            try:
+                network = torch.jit.load(str(script), map_location="cpu")
+            except RuntimeError as exc:
+                raise ModelError(f"'{script.name}' is not a TorchScript model: {_first_line(exc)}") from None
+        elif "network_def" in self.config:
+            raise ModelError(f"bundle '{self.name}' has no weights: expected {weights} (or models/model.ts)")
+        else:
+            raise ModelError(f"bundle '{self.name}' has neither a network_def nor models/model.ts")
+        return network.to(device).eval()
+
+
+def load_bundle(path: str | Path, trusted: bool = False) -> Bundle:
+    """Read a bundle folder's metadata and inference config (nothing is instantiated).
+
+    Raises:
+        ModelError: not a bundle folder, or unreadable configs.
+    """
+    path = Path(path).expanduser().resolve()
+    configs = path / "configs"
+    if not configs.is_dir():
+        raise ModelError(f"'{path}' is not a MONAI bundle (no configs/ folder)")
+    metadata = _read_config(configs / "metadata.json") if (configs / "metadata.json").is_file() else {}
+    for name in ("inference.json", "inference.yaml", "inference.yml"):
+        if (configs / name).is_file():
+            return Bundle(path, metadata, _read_config(configs / name), trusted)
+    raise ModelError(f"bundle '{path.name}' has no configs/inference.json or inference.yaml")
+
+
+def load_weights(network: torch.nn.Module, path: Path) -> None:
+    """Load a state dict into ``network`` without unpickling anything but tensors.
+
+    Raises:
+        UntrustedCodeError: the file needs full unpickling (it could run code).
+        ModelError: keys or shapes that do not fit, naming the first ones.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UntrustedCodeError(
+            f"'{path.name}' is not plain weights: loading it would unpickle arbitrary objects "
+            f"({_first_line(exc)[:120]}); refused"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ModelError(f"'{path.name}' cannot be read as weights: {_first_line(exc)}") from None
+    for key in ("model", "state_dict", "network"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise ModelError(f"'{path.name}' holds a {type(state).__name__}, not a state dict")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    own = network.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                   if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+            if keys:
+                parts.append(f"{what}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}")
+        raise ModelError(f"weights in '{path.name}' do not fit the network ({'; '.join(parts)})")
+    network.load_state_dict(state)
+
+
+def _drop_transforms(config: dict, key: str, names: tuple[str, ...], required: bool) -> None:
+    node = config.get(key)
+    if node is None:
+        return
+    transforms = node.get("transforms") if isinstance(node, dict) else node
+    if not isinstance(transforms, list):
+        if required:
+            raise ModelError(f"'{key}' is not a plain list of transforms, so an in-memory image cannot be fed to it")
+        return
+    kept = [t for t in transforms
+            if not (isinstance(t, dict) and str(t.get("_target_", "")).split(".")[-1] in names)]
+    if isinstance(node, dict):
+        node["transforms"] = kept
+    else:
+        config[key] = kept
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text(encoding="utf-8"))
+        import yaml
+
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"cannot read '{path}': {_first_line(exc)}") from None
+    except Exception as exc:  # yaml.YAMLError
+        raise ModelError(f"cannot read '{path}': {_first_line(exc)}") from None
+
+
+def _is_sample(path: Path) -> bool:
+    try:
+        path.resolve().relative_to(SAMPLE_MODELS_DIR)
+        return True
+    except ValueError:
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

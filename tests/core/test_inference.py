@@ -1,0 +1,141 @@
+"""The three engines on CPU with bundles made in the test."""
+
+import numpy as np
+import pytest
+
+from napari_medvision.core.errors import CancelledError, ModelError
+from napari_medvision.core.inference import classify, detect, run_model, segment
+from napari_medvision.core.inference.detection import box_to_index_zyx
+from napari_medvision.core.models import load_bundle
+from napari_medvision.core.phantom import generate_phantom
+from napari_medvision.core.volume import Volume
+from tests.bundles import classifier_bundle, detector_bundle, spleen_bundle, threshold_bundle, unet_bundle
+from tests.conftest import rotation
+
+
+def drain(generator):
+    """Run an engine generator to the end; returns (progress list, result)."""
+    steps = []
+    while True:
+        try:
+            steps.append(next(generator))
+        except StopIteration as stop:
+            return steps, stop.value
+
+
+def oblique_phantom(seed=3, direction=None):
+    case = generate_phantom(seed, shape=(20, 48, 48), spacing=(6.0, 6.0, 10.0), lesion_probability=1.0,
+                            direction=rotation(0.2, -0.1, 0.3) if direction is None else direction)
+    return case
+
+
+def dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), np.diag([-1.0, -1.0, 1.0]), rotation(0.2, -0.1, 0.3)],
+                         ids=["identity", "ras", "oblique"])
+def test_segmentation_lands_on_the_source_voxels(tmp_path, direction):
+    """A thresholding 'model' must reproduce the threshold in place: no flip, no shift."""
+    bundle = load_bundle(threshold_bundle(tmp_path / "thr", threshold_hu=0.0, pixdim=(6.0, 6.0, 10.0)))
+    case = oblique_phantom(direction=direction)
+    steps, result = drain(segment(bundle, case.image, device="cpu"))
+    assert steps and steps[-1].done == steps[-1].total
+    assert result.labels.shape == case.image.shape
+    assert result.labels.geometry == case.image.geometry
+    expected = case.image.array > 0
+    assert dice(result.labels.array == 1, expected) > 0.97
+
+
+def test_segmentation_resampled_and_back_keeps_geometry(tmp_path):
+    bundle = load_bundle(threshold_bundle(tmp_path / "thr", threshold_hu=0.0, pixdim=(4.0, 4.0, 6.0)))
+    case = oblique_phantom()
+    _, result = drain(segment(bundle, case.image, device="cpu"))
+    assert result.labels.geometry == case.image.geometry
+    assert dice(result.labels.array == 1, case.image.array > 0) > 0.9
+
+
+def test_segmentation_outputs_names_probabilities_uncertainty_volumes(tmp_path):
+    bundle = load_bundle(unet_bundle(tmp_path / "unet"))
+    case = oblique_phantom()
+    _, result = drain(segment(bundle, case.image, device="cpu", tta=True, keep_probabilities=True,
+                              uncertainty=True, overlap=0.5, sw_batch_size=1, min_component_mm3=500))
+    assert result.label_names == {1: "liver", 2: "lung"}
+    assert result.probabilities.shape == (3, *case.image.shape)
+    np.testing.assert_allclose(result.probabilities.sum(axis=0), 1.0, atol=1e-3)
+    assert result.uncertainty.geometry == case.image.geometry
+    assert 0 <= result.uncertainty.array.min() and result.uncertainty.array.max() <= 1.0 + 1e-5
+    assert 0 <= result.case_uncertainty <= 1
+    voxel_ml = np.prod(case.image.spacing) / 1000
+    assert result.volumes_ml["liver"] == pytest.approx((result.labels.array == 1).sum() * voxel_ml, abs=1e-3)
+
+
+def test_real_spleen_bundle_config_runs_with_random_weights(shared_data, tmp_path):
+    bundle = load_bundle(spleen_bundle(shared_data, tmp_path / "spleen"))
+    assert bundle.task == "segmentation" and bundle.labels == {1: "spleen"}
+    assert bundle.code_findings() == [], "the parts we use are plain MONAI components"
+    case = generate_phantom(1, shape=(24, 64, 64), spacing=(5.0, 5.0, 6.0))
+    _, result = drain(segment(bundle, case.image, device="cpu", sw_batch_size=2))
+    assert result.labels.geometry == case.image.geometry
+    assert set(np.unique(result.labels.array)) <= {0, 1}
+    assert not (tmp_path / "spleen" / "eval").exists(), "SaveImaged was dropped"
+
+
+def test_wrong_channel_count_is_a_clear_error(tmp_path):
+    bundle = load_bundle(unet_bundle(tmp_path / "unet2", in_channels=2))
+    with pytest.raises(ModelError, match="expects 2 input channel"):
+        drain(segment(bundle, oblique_phantom().image, device="cpu"))
+
+
+def test_3d_model_on_a_2d_image_is_refused(tmp_path):
+    bundle = load_bundle(unet_bundle(tmp_path / "unet"))
+    xray = Volume(np.zeros((1, 32, 32), np.float32))
+    with pytest.raises(ModelError, match="3D model and the image is 2D"):
+        drain(segment(bundle, xray, device="cpu"))
+
+
+def test_cancel_stops_between_windows(tmp_path):
+    bundle = load_bundle(unet_bundle(tmp_path / "unet"))
+    generator = segment(bundle, oblique_phantom().image, device="cpu", tta=True)
+    next(generator)
+    generator.close()  # what napari's worker.quit() does at the next yield
+    with pytest.raises(StopIteration):
+        next(generator)
+
+
+def test_classification_probabilities_and_heatmap_on_source_grid(tmp_path):
+    bundle = load_bundle(classifier_bundle(tmp_path / "cls"))
+    assert bundle.task == "classification"
+    case = oblique_phantom()
+    _, result = drain(classify(bundle, case.image, device="cpu"))
+    assert set(result.probabilities) == {"no lesion", "lesion"}
+    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert result.prediction == max(result.probabilities, key=result.probabilities.get)
+    assert result.heatmap.geometry == case.image.geometry
+    assert 0 <= result.heatmap.array.min() and result.heatmap.array.max() <= 1 + 1e-5
+
+
+def test_detection_boxes_lie_inside_the_image(tmp_path):
+    bundle = load_bundle(detector_bundle(tmp_path / "det"))
+    assert bundle.task == "detection" and bundle.labels == {0: "nodule"}
+    case = generate_phantom(3, shape=(32, 64, 64), spacing=(6.0, 6.0, 8.0))
+    _, result = drain(detect(bundle, case.image, device="cpu"))
+    assert result.boxes, "a random RetinaNet at threshold 0 still proposes boxes"
+    assert all(b.label == "nodule" for b in result.boxes)
+    assert [b.score for b in result.boxes] == sorted((b.score for b in result.boxes), reverse=True)
+    shape = np.array(case.image.shape)
+    for box in result.boxes:
+        low, high = box_to_index_zyx(case.image, box.box_world)
+        assert np.all(low >= -0.5 - 1e-3) and np.all(high <= shape - 0.5 + 1e-3), box
+
+
+def test_run_model_dispatches_by_task(tmp_path):
+    bundle = load_bundle(classifier_bundle(tmp_path / "cls"))
+    _, result = drain(run_model(bundle, oblique_phantom().image, device="cpu", tta=True, explain=False))
+    assert result.heatmap is None
+
+
+def test_unused_cancelled_error_is_medvision_error():
+    from napari_medvision.core.errors import MedvisionError
+
+    assert issubclass(CancelledError, MedvisionError)
