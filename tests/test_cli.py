@@ -13,7 +13,7 @@ from tests.conftest import make_image, write_dicom_series
 
 def medvision(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "napari_medvision.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+                          capture_output=True, text=True, encoding="utf-8", cwd=cwd, timeout=300)
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
@@ -73,3 +73,67 @@ def test_phantom_command_writes_cases(tmp_path):
     assert summary["cases"] == ["phantom_000", "phantom_001"]
     info = json.loads(medvision("info", tmp_path / "ph" / "imagesTr" / "phantom_000_0000.nii.gz", "--json").stdout)
     assert info["shape"] == [24, 48, 48] and info["spacing"] == [7.0, 7.0, 12.0]
+
+
+def test_infer_segmentation_writes_labels_with_input_geometry(tmp_path):
+    from tests.bundles import threshold_bundle
+
+    bundle = threshold_bundle(tmp_path / "thr")
+    image = tmp_path / "ct.nrrd"
+    sitk.WriteImage(make_image(shape=(12, 30, 40), geometry="flipped_ras"), str(image))
+    result = medvision("infer", "--model", bundle, "--input", image, "--output", tmp_path / "seg.nii.gz",
+                       "--device", "cpu", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["task"] == "segmentation" and record["labels"] == {"1": "dense"}
+    assert set(record["volumes_ml"]) == {"dense"} and record["seconds"] > 0
+    written, source = sitk.ReadImage(str(tmp_path / "seg.nii.gz")), sitk.ReadImage(str(image))
+    assert written.GetSize() == source.GetSize()
+    np.testing.assert_allclose(written.GetDirection(), source.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(written.GetOrigin(), source.GetOrigin(), atol=1e-5)
+
+
+def test_infer_classification_and_detection_json(tmp_path):
+    from tests.bundles import classifier_bundle, detector_bundle
+
+    image = tmp_path / "ct.mha"
+    sitk.WriteImage(make_image(shape=(24, 48, 48)), str(image))
+    record = json.loads(medvision("infer", "--model", classifier_bundle(tmp_path / "cls"), "--input", image,
+                                  "--json").stdout)
+    assert record["task"] == "classification" and record["prediction"] in record["probabilities"]
+    result = medvision("infer", "--model", detector_bundle(tmp_path / "det"), "--input", image,
+                       "--output", tmp_path / "boxes.json", "--json")
+    record = json.loads(result.stdout)
+    assert record["task"] == "detection"
+    assert all(len(b["box_world"]) == 6 and b["label"] == "nodule" for b in record["boxes"])
+    assert json.loads((tmp_path / "boxes.json").read_text())["boxes"] == record["boxes"]
+
+
+def test_infer_user_errors(tmp_path):
+    from tests.bundles import unet_bundle
+
+    image = tmp_path / "ct.mha"
+    sitk.WriteImage(make_image(), str(image))
+    bundle = unet_bundle(tmp_path / "u2", in_channels=2)
+    for args, needle in [
+        (["--model", "nope", "--input", image], "no model called 'nope'"),
+        (["--model", bundle, "--input", image], "expects 2 input channel"),
+        (["--model", bundle, "--input", tmp_path / "missing.nii.gz"], "does not exist"),
+    ]:
+        result = medvision("infer", *args)
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+        assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_models_json_lists_user_models(tmp_path):
+    import os
+
+    from tests.bundles import classifier_bundle
+
+    classifier_bundle(tmp_path / "models" / "lesion_cls")
+    env = {**os.environ, "MEDVISION_MODELS": str(tmp_path / "models")}
+    result = subprocess.run([sys.executable, "-m", "napari_medvision.cli", "models", "--json"],
+                            capture_output=True, text=True, encoding="utf-8", env=env, timeout=120)
+    records = {r["name"]: r for r in json.loads(result.stdout)}
+    assert records["lesion_cls"]["task"] == "classification"
+    assert set(records["lesion_cls"]) == {"name", "task", "path", "labels", "description"}

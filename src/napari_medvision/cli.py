@@ -62,6 +62,88 @@ def cmd_phantom(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from .core.models import list_bundles, model_folders
+
+    records = [bundle.summary() for bundle in list_bundles()]
+    if args.json:
+        print(json.dumps(records))
+        return 0
+    if not records:
+        print("no models found in: " + ", ".join(str(f) for f in model_folders()))
+    for record in records:
+        labels = ", ".join(record["labels"].values())
+        print(f"{record['name']:<32} {record['task']:<15} {labels}\n{'':<32} {record['path']}")
+    return 0
+
+
+def cmd_infer(args) -> int:
+    from .core.inference import run_model
+    from .core.io import read_volume, write_volume
+    from .core.models import find_bundle
+
+    bundle = find_bundle(args.model, trusted=args.trust)
+    volume = read_volume(args.input, series_uid=args.series, frame=args.frame)
+    _warn(volume.warnings)
+    if args.output and bundle.task == "detection" and not args.output.lower().endswith(".json"):
+        raise MedvisionError("a detection result is a list of boxes: give --output a .json file name")
+    engine = run_model(bundle, volume, device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
+                       tta=args.tta or None, min_component_mm3=args.min_component_mm3,
+                       score_threshold=args.score_threshold)
+    result = _drive(engine, quiet=args.json)
+    _warn(result.notes)
+    record = {"task": bundle.task}
+    if bundle.task == "segmentation":
+        record.update(labels={str(k): v for k, v in result.label_names.items()}, volumes_ml=result.volumes_ml,
+                      seconds=round(result.seconds, 3))
+        if args.output:
+            write_volume(result.labels, args.output, labels=True)
+    elif bundle.task == "classification":
+        record.update(probabilities=result.probabilities, prediction=result.prediction,
+                      seconds=round(result.seconds, 3))
+        if args.output and result.heatmap is not None:
+            write_volume(result.heatmap, args.output)
+    else:
+        record.update(boxes=[box.to_dict() for box in result.boxes], seconds=round(result.seconds, 3))
+        if args.output:
+            from .core._atomic import write_json_atomic
+
+            write_json_atomic(args.output, record)
+    if args.output:
+        record["output"] = str(args.output)
+    print(json.dumps(record) if args.json else _describe(record))
+    return 0
+
+
+def _drive(engine, quiet: bool):
+    """Run an engine generator, printing each new stage on stderr; returns its result."""
+    last = None
+    while True:
+        try:
+            step = next(engine)
+        except StopIteration as stop:
+            return stop.value
+        if not quiet and step.message != last:
+            print(f"{step.message}...", file=sys.stderr)
+            last = step.message
+
+
+def _describe(record: dict) -> str:
+    lines = [f"task: {record['task']}"]
+    if "volumes_ml" in record:
+        lines += [f"  {name:<20} {ml:10.2f} mL" for name, ml in record["volumes_ml"].items()]
+    if "probabilities" in record:
+        lines += [f"  {name:<20} {p:8.3f}" for name, p in record["probabilities"].items()]
+        lines.append(f"prediction: {record['prediction']}")
+    if "boxes" in record:
+        lines += [f"  {b['label']:<12} {b['score']:.3f}  [" + ", ".join(f"{v:.1f}" for v in b["box_world"]) + "] mm"
+                  for b in record["boxes"]]
+        lines.append(f"{len(record['boxes'])} boxes")
+    if "output" in record:
+        lines.append(f"wrote {record['output']}")
+    return "\n".join(lines)
+
+
 def cmd_demo(args) -> int:
     from ._qt.demo import run_demo
 
@@ -93,6 +175,26 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--vary-thickness", action="store_true", help="vary slice thickness between cases")
     phantom.add_argument("--json", action="store_true")
     phantom.set_defaults(run=cmd_phantom)
+
+    models = commands.add_parser("models", help="list the models the registry finds")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(run=cmd_models)
+
+    infer = commands.add_parser("infer", help="run a model (segmentation, classification or detection)")
+    infer.add_argument("--model", required=True, help="registry name or bundle folder")
+    infer.add_argument("--input", required=True, help="image file or DICOM folder")
+    infer.add_argument("--output", help="label map (.nii.gz/.nrrd/.mha), heatmap image, or boxes .json")
+    infer.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    infer.add_argument("--trust", action="store_true", help="allow the bundle to run its own code")
+    infer.add_argument("--json", action="store_true")
+    infer.add_argument("--series", metavar="UID")
+    infer.add_argument("--frame", type=int, metavar="K")
+    infer.add_argument("--overlap", type=float, help="sliding-window overlap (0..1)")
+    infer.add_argument("--sw-batch-size", type=_positive_int, help="windows per forward pass")
+    infer.add_argument("--tta", action="store_true", help="average over flips (segmentation)")
+    infer.add_argument("--min-component-mm3", type=float, help="drop label pieces smaller than this")
+    infer.add_argument("--score-threshold", type=float, help="lowest box score kept (detection)")
+    infer.set_defaults(run=cmd_infer)
 
     demo = commands.add_parser("demo", help="open napari with a sample study and the plugin's docks")
     demo.set_defaults(run=cmd_demo)

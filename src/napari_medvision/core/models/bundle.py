@@ -266,7 +266,7 @@ def load_weights(network: torch.nn.Module, path: Path) -> None:
     own = network.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+    wrong_shape = [f"{k} {tuple(state[k].shape)} in the file vs {tuple(own[k].shape)} in the network" for k in own
                    if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or wrong_shape:
         parts = []
