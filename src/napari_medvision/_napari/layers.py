@@ -109,3 +109,12 @@ def data_to_world_matrix(meta: dict) -> np.ndarray:
     out[:3, :3] = full[-4:-1, -4:-1]
     out[:3, 3] = full[-4:-1, -1]
     return out
+
+
+def layer_volume(layer) -> Volume:
+    """The Volume (data + exact geometry) behind a napari layer."""
+    state = {"metadata": layer.metadata, "affine": layer.affine.affine_matrix, "scale": layer.scale,
+             "translate": layer.translate, "rotate": layer.rotate, "shear": layer.shear}
+    volume = volume_from_layer(np.asarray(layer.data), state)
+    volume.metadata["modality"] = layer.metadata.get("modality")
+    return volume

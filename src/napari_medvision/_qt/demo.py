@@ -12,6 +12,7 @@ def open_demo_viewer(show: bool = True):
     viewer = napari.Viewer(title="napari-medvision demo", show=show)
     viewer.open_sample(PLUGIN, "ct_phantom")
     viewer.window.add_plugin_dock_widget(PLUGIN, "Study")
+    viewer.window.add_plugin_dock_widget(PLUGIN, "Run model", tabify=True)
     return viewer
 
 

@@ -24,7 +24,7 @@ from ..core.errors import MedvisionError
 from ..core.io import list_dicom_series, read_label_for, read_volume
 from ..core.volume import Volume
 from ..core.windowing import AUTO, CT_PRESETS, auto_limits, limits_to_window, window_to_limits
-from .._napari.layers import GEOMETRY_KEY, labels_layer_data
+from .._napari.layers import GEOMETRY_KEY, labels_layer_data, layer_volume
 from .._napari.reader import volume_layer_data
 from .workers import report_error, start_worker
 
@@ -162,7 +162,7 @@ class StudyWidget(QWidget):
         if layer is None:
             report_error(_NoStudy("select the study (an image layer) the label map belongs to"))
             return None
-        image = _layer_volume(layer)
+        image = layer_volume(layer)
         return self._run(read_label_for, image, path, description=f"Reading {Path(path).name}",
                          on_result=lambda label: self.viewer.add_layer(
                              _to_layer(labels_layer_data(label, Path(path).name.split(".")[0], opacity=0.5))))
@@ -173,7 +173,7 @@ class StudyWidget(QWidget):
         if layer is None:
             report_error(_NoStudy("select a study (image layer) first"))
             return None
-        volume = _layer_volume(layer).with_array(np.zeros(layer.data.shape, np.uint8))
+        volume = layer_volume(layer).with_array(np.zeros(layer.data.shape, np.uint8))
         return self.viewer.add_layer(_to_layer(labels_layer_data(volume, f"{layer.name} labels")))
 
     def cancel(self) -> None:
@@ -330,14 +330,6 @@ def _to_layer(layer_data: tuple):
 
     data, kwargs, kind = layer_data
     return Layer.create(data, kwargs, kind)
-
-
-def _layer_volume(layer) -> Volume:
-    from .._napari.layers import volume_from_layer
-
-    return volume_from_layer(layer.data, {"metadata": layer.metadata, "affine": layer.affine.affine_matrix,
-                                          "scale": layer.scale, "translate": layer.translate,
-                                          "rotate": layer.rotate, "shear": layer.shear})
 
 
 def _is_ct(layer) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable
 
 from napari.qt.threading import create_worker
@@ -36,3 +37,22 @@ def start_worker(function: Callable, *args, on_result: Callable | None = None,
     if on_result is not None:
         connect["returned"] = on_result
     return create_worker(function, *args, _progress=progress, _connect=connect, **kwargs)
+
+
+def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_error: Callable | None = None):
+    """Run an engine generator (see core/inference) in a worker.
+
+    ``on_progress`` gets each :class:`Progress` on the GUI thread. ``worker.quit()``
+    stops it at the next yield; the engine is then closed in the background so its
+    compute ends after the current window without holding up the GUI.
+    """
+
+    def run():
+        return (yield from generator)
+
+    def close_engine():
+        threading.Thread(target=generator.close, name="medvision-cancel", daemon=True).start()
+
+    connect = {"yielded": on_progress, "returned": on_result, "aborted": close_engine,
+               "errored": on_error or report_error}
+    return create_worker(run, _connect=connect)

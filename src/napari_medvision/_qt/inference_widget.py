@@ -1,0 +1,266 @@
+"""The Run-model dock: pick a study and a model, run it in a worker, get the results as layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.layers import Image
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import MedvisionError, UntrustedCodeError
+from ..core.inference import run_model
+from ..core.models import Bundle, list_bundles, load_bundle
+from .._napari.layers import layer_volume
+from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
+from .workers import report_error, start_engine
+
+
+class InferenceWidget(QWidget):
+    """Run a segmentation, classification or detection bundle on the chosen image layer."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.bundles: list[Bundle] = []
+        self._build()
+        self.viewer.layers.events.inserted.connect(self.refresh_layers)
+        self.viewer.layers.events.removed.connect(self.refresh_layers)
+        self.refresh_layers()
+        self.refresh_models()
+
+    # --- layout ------------------------------------------------------------
+    def _build(self) -> None:
+        self.image_combo = QComboBox()
+        self.model_combo = QComboBox()
+        self.add_model_button = QPushButton("Add model folder…")
+        self.card = QLabel()
+        self.card.setWordWrap(True)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda", "mps"])
+        self.overlap_spin = QDoubleSpinBox()
+        self.overlap_spin.setRange(0.0, 0.9)
+        self.overlap_spin.setSingleStep(0.125)
+        self.overlap_spin.setSpecialValueText("bundle's")
+        self.overlap_spin.setValue(0.0)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(0, 64)
+        self.batch_spin.setSpecialValueText("bundle's")
+        self.tta_check = QCheckBox("flip test-time augmentation")
+        self.probabilities_check = QCheckBox("keep probabilities")
+        self.uncertainty_check = QCheckBox("uncertainty map")
+        self.cleanup_spin = QDoubleSpinBox()
+        self.cleanup_spin.setRange(0, 1e6)
+        self.cleanup_spin.setSuffix(" mm³")
+        self.score_spin = QDoubleSpinBox()
+        self.score_spin.setRange(0.0, 1.0)
+        self.score_spin.setSingleStep(0.05)
+        self.score_spin.setSpecialValueText("bundle's")
+        self.explain_check = QCheckBox("Grad-CAM heatmap")
+        self.explain_check.setChecked(True)
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["", ""])
+        self.table.verticalHeader().setVisible(False)
+
+        model_box = QGroupBox("Model")
+        form = QFormLayout(model_box)
+        form.addRow("Image", self.image_combo)
+        row = QHBoxLayout()
+        row.addWidget(self.model_combo, 1)
+        row.addWidget(self.add_model_button)
+        form.addRow("Model", row)
+        form.addRow(self.card)
+        form.addRow("Device", self.device_combo)
+
+        options = QGroupBox("Options")
+        option_form = QFormLayout(options)
+        option_form.addRow("Window overlap", self.overlap_spin)
+        option_form.addRow("Windows per batch", self.batch_spin)
+        option_form.addRow(self.tta_check)
+        option_form.addRow(self.probabilities_check)
+        option_form.addRow(self.uncertainty_check)
+        option_form.addRow("Drop pieces under", self.cleanup_spin)
+        option_form.addRow("Box score threshold", self.score_spin)
+        option_form.addRow(self.explain_check)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(model_box)
+        layout.addWidget(options)
+        row = QHBoxLayout()
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.table, 1)
+
+        self.model_combo.currentIndexChanged.connect(self._show_card)
+        self.add_model_button.clicked.connect(self._choose_model_folder)
+        self.run_button.clicked.connect(lambda: self.run())
+        self.cancel_button.clicked.connect(self.cancel)
+
+    # --- choices -------------------------------------------------------------
+    def refresh_layers(self, event=None) -> None:
+        current = self.image_combo.currentText()
+        self.image_combo.clear()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+
+    def refresh_models(self) -> None:
+        self.set_bundles(list_bundles())
+
+    def set_bundles(self, bundles: list[Bundle]) -> None:
+        self.bundles = list(bundles)
+        self.model_combo.clear()
+        self.model_combo.addItems([f"{b.name} ({b.task})" for b in self.bundles])
+        self._show_card()
+
+    def add_bundle(self, path: str | Path) -> Bundle | None:
+        """Add a bundle folder to the choices and select it."""
+        try:
+            bundle = load_bundle(path)
+            bundle.task  # noqa: B018 - fail now on a bad metadata task
+        except MedvisionError as exc:
+            report_error(exc)
+            return None
+        self.bundles.append(bundle)
+        self.model_combo.addItem(f"{bundle.name} ({bundle.task})")
+        self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
+        return bundle
+
+    def _choose_model_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "MONAI bundle folder")
+        if folder:
+            self.add_bundle(folder)
+
+    def selected_bundle(self) -> Bundle | None:
+        index = self.model_combo.currentIndex()
+        return self.bundles[index] if 0 <= index < len(self.bundles) else None
+
+    def _show_card(self, _index=None) -> None:
+        bundle = self.selected_bundle()
+        if bundle is None:
+            self.card.setText("no model: add a MONAI bundle folder")
+            return
+        labels = ", ".join(bundle.labels.values()) or "—"
+        intended = bundle.metadata.get("intended_use", "")
+        self.card.setText(f"<b>{bundle.display_name}</b> — {bundle.task}<br>labels: {labels}<br>"
+                          f"{bundle.description}<br><i>{intended}</i>")
+
+    # --- running --------------------------------------------------------------
+    def run(self, trusted: bool = False):
+        """Start the selected model on the selected image; returns the worker (or None)."""
+        layer = self._image_layer()
+        bundle = self.selected_bundle()
+        if layer is None or bundle is None:
+            report_error(MedvisionError("choose an image layer and a model first"))
+            return None
+        if trusted:
+            bundle.trusted = True
+        try:
+            volume = layer_volume(layer)
+        except MedvisionError as exc:
+            report_error(exc)
+            return None
+        options = dict(device=self.device_combo.currentText(),
+                       overlap=self.overlap_spin.value() or None, sw_batch_size=self.batch_spin.value() or None,
+                       tta=self.tta_check.isChecked(), keep_probabilities=self.probabilities_check.isChecked(),
+                       uncertainty=self.uncertainty_check.isChecked(), min_component_mm3=self.cleanup_spin.value(),
+                       score_threshold=self.score_spin.value() or None, explain=self.explain_check.isChecked())
+        engine = run_model(bundle, volume, **options)
+        self.worker = start_engine(engine, on_progress=self._on_progress,
+                                   on_result=lambda result: self._on_result(result, bundle, volume),
+                                   on_error=lambda exc: self._on_error(exc, bundle))
+        self.worker.finished.connect(lambda: self._set_running(False))
+        self._set_running(True)
+        self.status.setText(f"running {bundle.name} on {layer.name}…")
+        return self.worker
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.setText("cancelled: no layer was changed")
+
+    def _image_layer(self) -> Image | None:
+        name = self.image_combo.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer if isinstance(layer, Image) else None
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if not running:
+            self.worker = None
+
+    def _on_progress(self, step) -> None:
+        self.progress.setMaximum(max(step.total, 1))
+        self.progress.setValue(step.done)
+        self.progress.setFormat(f"{step.message}: %p%")
+
+    def _on_error(self, exc: Exception, bundle: Bundle) -> None:
+        self.status.setText("failed: no layer was changed")
+        if isinstance(exc, UntrustedCodeError) and "--trust" in str(exc):
+            answer = QMessageBox.question(
+                self, "Trust this model?",
+                f"{exc}\n\nRun it only if you trust where this bundle came from. Run it now?")
+            if answer == QMessageBox.Yes:
+                self.run(trusted=True)
+            return
+        report_error(exc)
+
+    def _on_result(self, result, bundle: Bundle, volume) -> None:
+        from napari.layers import Layer
+
+        if bundle.task == "segmentation":
+            layers = segmentation_layers(result, bundle.name, bundle.colors)
+            rows = [(name, f"{ml:.2f} mL") for name, ml in result.volumes_ml.items()]
+            if result.case_uncertainty is not None:
+                rows.append(("uncertainty (case)", f"{result.case_uncertainty:.3f}"))
+            header = ["label", "volume"]
+        elif bundle.task == "classification":
+            layer = heatmap_layer(result, bundle.name)
+            layers = [layer] if layer is not None else []
+            rows = [(name, f"{p:.3f}") for name, p in result.probabilities.items()]
+            rows.append(("prediction", result.prediction))
+            header = ["class", "probability"]
+        else:
+            layers = [boxes_layer(result, volume, bundle.name)]
+            rows = [(box.label, f"{box.score:.3f}") for box in result.boxes]
+            header = ["box", "score"]
+        for data, kwargs, kind in layers:
+            self.viewer.add_layer(Layer.create(data, kwargs, kind))
+        self._fill_table(header, rows)
+        notes = "; ".join(result.notes)
+        self.status.setText(f"{bundle.name}: done in {result.seconds:.1f} s" + (f" ({notes})" if notes else ""))
+
+    def _fill_table(self, header: list[str], rows: list[tuple[str, str]]) -> None:
+        self.table.setHorizontalHeaderLabels(header)
+        self.table.setRowCount(len(rows))
+        for r, (name, value) in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(name))
+            self.table.setItem(r, 1, QTableWidgetItem(value))
