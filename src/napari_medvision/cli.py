@@ -89,7 +89,7 @@ def cmd_infer(args) -> int:
         raise MedvisionError("a detection result is a list of boxes: give --output a .json file name")
     engine = run_model(bundle, volume, device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
                        tta=args.tta or None, min_component_mm3=args.min_component_mm3,
-                       score_threshold=args.score_threshold)
+                       score_threshold=args.score_threshold, backend=args.backend)
     result = _drive(engine, quiet=args.json)
     _warn(result.notes)
     record = {"task": bundle.task}
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--sw-batch-size", type=_positive_int, help="windows per forward pass")
     infer.add_argument("--tta", action="store_true", help="average over flips (segmentation)")
     infer.add_argument("--min-component-mm3", type=float, help="drop label pieces smaller than this")
+    infer.add_argument("--backend", default="torch", choices=("torch", "openvino", "onnxruntime"),
+                       help="CPU engine for the windows (segmentation): torch is the reference")
     infer.add_argument("--score-threshold", type=float, help="lowest box score kept (detection)")
     infer.set_defaults(run=cmd_infer)
 

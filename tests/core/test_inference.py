@@ -139,3 +139,17 @@ def test_unused_cancelled_error_is_medvision_error():
     from napari_medvision.core.errors import MedvisionError
 
     assert issubclass(CancelledError, MedvisionError)
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_fast_cpu_backends_give_the_same_label_map(tmp_path, monkeypatch, backend):
+    pytest.importorskip(backend)
+    monkeypatch.setattr("napari_medvision.core.inference.accelerate.CACHE_DIR", tmp_path / "cache")
+    bundle = load_bundle(unet_bundle(tmp_path / "unet"))
+    case = oblique_phantom()
+    _, reference = drain(segment(bundle, case.image, device="cpu"))
+    _, fast = drain(segment(bundle, case.image, device="cpu", backend=backend))
+    assert f"windows run by {backend}" in fast.notes
+    agreement = (fast.labels.array == reference.labels.array).mean()
+    assert agreement > 0.999
+    assert any((tmp_path / "cache").glob("*.onnx"))

@@ -11,7 +11,7 @@ from .segmentation import segment
 _ENGINES = {"segmentation": segment, "classification": classify, "detection": detect}
 _OPTIONS = {
     "segmentation": {"device", "overlap", "sw_batch_size", "tta", "keep_probabilities", "uncertainty",
-                     "min_component_mm3", "amp"},
+                     "min_component_mm3", "amp", "backend"},
     "classification": {"device", "explain", "amp"},
     "detection": {"device", "score_threshold", "nms_iou", "amp"},
 }

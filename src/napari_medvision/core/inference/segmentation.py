@@ -54,8 +54,8 @@ class SegmentationResult:
 
 def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: float | None = None,
             sw_batch_size: int | None = None, tta: bool = False, keep_probabilities: bool = False,
-            uncertainty: bool = False, min_component_mm3: float = 0.0,
-            amp: bool = True) -> Generator[Progress, None, SegmentationResult]:
+            uncertainty: bool = False, min_component_mm3: float = 0.0, amp: bool = True,
+            backend: str = "torch") -> Generator[Progress, None, SegmentationResult]:
     """Segment ``volume`` with ``bundle``; a generator yielding progress, returning the result.
 
     Args:
@@ -64,6 +64,8 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
         keep_probabilities: return the per-class probabilities on the source grid.
         uncertainty: return an entropy map (uses the flip passes, so implies TTA).
         min_component_mm3: drop connected pieces of a label smaller than this.
+        backend: ``"torch"`` (the reference), or ``"openvino"`` / ``"onnxruntime"``
+            for a faster CPU path through an ONNX export of the network.
 
     Raises:
         ModelError: the model does not fit the image (channels, dimensions).
@@ -78,19 +80,20 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
     if bundle.spatial_dims == 3 and volume.shape[0] == 1:
         raise ModelError(f"'{bundle.name}' is a 3D model and the image is 2D (one slice)")
     inferer = _inferer(bundle, model.inferer, overlap, sw_batch_size)
+    network = _network_for(bundle, model, inferer, backend, notes)
     passes = _flips(bundle.spatial_dims) if (tta or uncertainty) else [()]
 
     if bundle.spatial_dims == 2 and volume.shape[0] > 1:
         notes.append(f"2D model: segmented slice by slice ({volume.shape[0]} slices)")
         slices = []
         for k in range(volume.shape[0]):
-            item = yield from _segment_one(bundle, model, to_metatensor(volume, k), inferer, passes, amp,
+            item = yield from _segment_one(bundle, model, network, to_metatensor(volume, k), inferer, passes, amp,
                                            f"slice {k + 1}/{volume.shape[0]}", keep_probabilities or uncertainty)
             slices.append(item)
         labels = np.stack([s[0] for s in slices])
         probs = np.stack([s[1] for s in slices], axis=1) if slices[0][1] is not None else None
     else:
-        labels, probs = yield from _segment_one(bundle, model, to_metatensor(volume), inferer, passes, amp,
+        labels, probs = yield from _segment_one(bundle, model, network, to_metatensor(volume), inferer, passes, amp,
                                                 "sliding window", keep_probabilities or uncertainty)
         if bundle.spatial_dims == 2:
             labels, probs = labels[np.newaxis], (probs[:, np.newaxis] if probs is not None else None)
@@ -118,7 +121,7 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
     return result
 
 
-def _segment_one(bundle, model, image, inferer, passes, amp, label, want_probs):
+def _segment_one(bundle, model, network, image, inferer, passes, amp, label, want_probs):
     """Labels (and probabilities) of one MetaTensor, back in its own grid."""
     data = model.preprocessing({"image": image}) if model.preprocessing is not None else {"image": image[None]}
     prepared = data["image"]
@@ -132,7 +135,7 @@ def _segment_one(bundle, model, image, inferer, passes, amp, label, want_probs):
         batch = prepared.as_tensor()[None] if isinstance(prepared, MetaTensor) else prepared[None]
         batch = torch.flip(batch, flip) if flip else batch
         step = f"{label}, pass {number + 1}/{len(passes)}" if len(passes) > 1 else label
-        logits = yield from infer(inferer, batch, model.network, model.device, amp=amp, label=step)
+        logits = yield from infer(inferer, batch, network, model.device, amp=amp, label=step)
         logits = (torch.flip(logits, flip) if flip else logits).cpu().float()
         probs = _activate(logits)
         mean_probs = probs if mean_probs is None else mean_probs + probs
@@ -150,6 +153,29 @@ def _segment_one(bundle, model, image, inferer, passes, amp, label, want_probs):
                                                    applied_operations=prepared.applied_operations)})
         probs_out = to_zyx(inverted["prob"], dims)
     return labels, probs_out
+
+
+def _network_for(bundle, model, inferer, backend: str, notes: list[str]):
+    """The torch network, or its exported twin for the CPU when asked and possible."""
+    if backend in (None, "torch"):
+        return model.network
+    if model.device.type != "cpu":
+        notes.append(f"{backend} backend is for the CPU; running torch on {model.device.type}")
+        return model.network
+    if not isinstance(inferer, SlidingWindowInferer) or any(r is None or r <= 0 for r in inferer.roi_size):
+        notes.append(f"{backend} backend needs fixed-size sliding windows; running torch")
+        return model.network
+    from .accelerate import accelerated, export_key
+
+    weights = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in (bundle.path / "models").glob("model.*"))
+    shape = (1, bundle.in_channels, *inferer.roi_size)
+    try:
+        network = accelerated(model.network, shape, backend, export_key(str(bundle.path), weights))
+    except ModelError as exc:
+        notes.append(f"{exc}; running torch")
+        return model.network
+    notes.append(f"windows run by {backend}")
+    return network
 
 
 def _postprocess(model, data, dims) -> np.ndarray:

@@ -1,0 +1,106 @@
+"""A faster CPU path: the network exported once to ONNX, run by OpenVINO or ONNX Runtime.
+
+The torch network stays the reference; an exported network is only used for
+fixed-size sliding windows, and any failure to export or compile falls back to
+torch with a note. Exports are cached under ``~/.cache/napari-medvision/onnx``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+BACKENDS = ("torch", "openvino", "onnxruntime")
+CACHE_DIR = Path(os.environ.get("MEDVISION_CACHE", Path.home() / ".cache" / "napari-medvision")) / "onnx"
+_COMPILED: dict[tuple, "ExportedNetwork"] = {}
+_LOCK = threading.Lock()
+
+
+class ExportedNetwork:
+    """Called like the torch network on a CPU batch ``(B, C, *roi)``; returns a torch tensor."""
+
+    def __init__(self, run, backend: str):
+        self._run = run
+        self.backend = backend
+
+    def __call__(self, batch: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.detach().cpu().float().numpy())
+        return torch.from_numpy(np.asarray(self._run(array)))
+
+    def to(self, *args, **kwargs):
+        return self
+
+
+def accelerated(network: torch.nn.Module, example_shape: tuple[int, ...], backend: str, key: str) -> ExportedNetwork:
+    """The network for ``backend`` on inputs shaped like ``example_shape`` (batch axis dynamic).
+
+    Raises:
+        ModelError: the backend is not installed or the network cannot be exported.
+    """
+    if backend not in BACKENDS[1:]:
+        raise ModelError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}")
+    cache_key = (backend, key, tuple(example_shape))
+    with _LOCK:
+        if cache_key in _COMPILED:
+            return _COMPILED[cache_key]
+    onnx_path = _export(network, example_shape, key)
+    run = _openvino(onnx_path) if backend == "openvino" else _onnxruntime(onnx_path)
+    exported = ExportedNetwork(run, backend)
+    with _LOCK:
+        _COMPILED[cache_key] = exported
+    return exported
+
+
+def export_key(*parts) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def _export(network: torch.nn.Module, example_shape, key: str) -> Path:
+    path = CACHE_DIR / f"{key}-{'x'.join(map(str, example_shape[1:]))}.onnx"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+    os.close(handle)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(network.cpu().eval(), torch.zeros(example_shape), temp, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        os.replace(temp, path)
+    except Exception as exc:  # exporters raise many kinds
+        raise ModelError(f"the network cannot be exported to ONNX ({type(exc).__name__}: {exc})") from None
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return path
+
+
+def _openvino(path: Path):
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ModelError("the openvino backend needs the 'openvino' package (pip install openvino)") from None
+    core = ov.Core()
+    # f32 on purpose: bf16 on CPUs without native support is slower and changes label maps.
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return lambda array: compiled(array)[0]
+
+
+def _onnxruntime(path: Path):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelError("the onnxruntime backend needs the 'onnxruntime' package") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda array: session.run(None, {"x": array})[0]
