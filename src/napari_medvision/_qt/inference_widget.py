@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 from pathlib import Path
 
 from napari.layers import Image
@@ -27,6 +29,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import MedvisionError, UntrustedCodeError
 from ..core.inference import run_model
 from ..core.models import Bundle, list_bundles, load_bundle
+from ..core.models.bundle import warm_up
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
 from .workers import report_error, start_engine
@@ -45,6 +48,7 @@ class InferenceWidget(QWidget):
         self.viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_layers()
         self.refresh_models()
+        threading.Thread(target=_warm_up, name="medvision-warm-up", daemon=True).start()
 
     # --- layout ------------------------------------------------------------
     def _build(self) -> None:
@@ -192,9 +196,9 @@ class InferenceWidget(QWidget):
                        tta=self.tta_check.isChecked(), keep_probabilities=self.probabilities_check.isChecked(),
                        uncertainty=self.uncertainty_check.isChecked(), min_component_mm3=self.cleanup_spin.value(),
                        score_threshold=self.score_spin.value() or None, explain=self.explain_check.isChecked())
-        engine = run_model(bundle, volume, **options)
+        engine = _with_layers(run_model(bundle, volume, **options), bundle, volume)
         self.worker = start_engine(engine, on_progress=self._on_progress,
-                                   on_result=lambda result: self._on_result(result, bundle, volume),
+                                   on_result=lambda outcome: self._on_result(*outcome, bundle),
                                    on_error=lambda exc: self._on_error(exc, bundle))
         self.worker.finished.connect(lambda: self._set_running(False))
         self._set_running(True)
@@ -233,28 +237,13 @@ class InferenceWidget(QWidget):
             return
         report_error(exc)
 
-    def _on_result(self, result, bundle: Bundle, volume) -> None:
-        from napari.layers import Layer
+    def _on_result(self, result, layers: list, table: tuple, bundle: Bundle) -> None:
+        from qtpy.QtCore import QTimer
 
-        if bundle.task == "segmentation":
-            layers = segmentation_layers(result, bundle.name, bundle.colors)
-            rows = [(name, f"{ml:.2f} mL") for name, ml in result.volumes_ml.items()]
-            if result.case_uncertainty is not None:
-                rows.append(("uncertainty (case)", f"{result.case_uncertainty:.3f}"))
-            header = ["label", "volume"]
-        elif bundle.task == "classification":
-            layer = heatmap_layer(result, bundle.name)
-            layers = [layer] if layer is not None else []
-            rows = [(name, f"{p:.3f}") for name, p in result.probabilities.items()]
-            rows.append(("prediction", result.prediction))
-            header = ["class", "probability"]
-        else:
-            layers = [boxes_layer(result, volume, bundle.name)]
-            rows = [(box.label, f"{box.score:.3f}") for box in result.boxes]
-            header = ["box", "score"]
-        for data, kwargs, kind in layers:
-            self.viewer.add_layer(Layer.create(data, kwargs, kind))
-        self._fill_table(header, rows)
+        # One layer per turn of the event loop: each addition costs napari tens of ms of GUI time.
+        for delay, layer in enumerate(layers):
+            QTimer.singleShot(delay, lambda layer=layer: self.viewer.add_layer(layer))
+        self._fill_table(*table)
         notes = "; ".join(result.notes)
         self.status.setText(f"{bundle.name}: done in {result.seconds:.1f} s" + (f" ({notes})" if notes else ""))
 
@@ -264,3 +253,49 @@ class InferenceWidget(QWidget):
         for r, (name, value) in enumerate(rows):
             self.table.setItem(r, 0, QTableWidgetItem(name))
             self.table.setItem(r, 1, QTableWidgetItem(value))
+
+
+def _warm_up() -> None:
+    """First-use imports (MONAI's component scan, napari's result layer types), done in the
+    background when the dock opens instead of under the GIL in the middle of the first run."""
+    import numpy as np
+    from napari.layers import Labels, Shapes
+
+    warm_up()
+    Labels(np.zeros((1, 2, 2), np.uint8), features={"index": [0], "name": ["x"]})
+    Shapes([np.zeros((4, 3))], shape_type="rectangle", features={"label": ["x"], "score": [0.5]},
+           text={"string": "{label} {score:.2f}"})
+    # torch, MONAI and napari leave millions of long-lived objects; a full garbage collection
+    # over them takes ~0.3 s with the GIL held. Collect once now and move the survivors out of
+    # the collector's sight, so no full collection stalls the GUI in the middle of a run.
+    gc.collect()
+    gc.freeze()
+
+
+def _with_layers(engine, bundle: Bundle, volume):
+    """The engine, then its result turned into napari layers still in the worker thread,
+    so the GUI thread only has to add them."""
+    result = yield from engine
+    return (result, *_result_layers(result, bundle, volume))
+
+
+def _result_layers(result, bundle: Bundle, volume) -> tuple[list, tuple]:
+    from napari.layers import Layer
+
+    if bundle.task == "segmentation":
+        data = segmentation_layers(result, bundle.name, bundle.colors)
+        rows = [(name, f"{ml:.2f} mL") for name, ml in result.volumes_ml.items()]
+        if result.case_uncertainty is not None:
+            rows.append(("uncertainty (case)", f"{result.case_uncertainty:.3f}"))
+        header = ["label", "volume"]
+    elif bundle.task == "classification":
+        layer = heatmap_layer(result, bundle.name)
+        data = [layer] if layer is not None else []
+        rows = [(name, f"{p:.3f}") for name, p in result.probabilities.items()]
+        rows.append(("prediction", result.prediction))
+        header = ["class", "probability"]
+    else:
+        data = [boxes_layer(result, volume, bundle.name)]
+        rows = [(box.label, f"{box.score:.3f}") for box in result.boxes]
+        header = ["box", "score"]
+    return [Layer.create(*item) for item in data], (header, rows)

@@ -222,6 +222,21 @@ class Bundle:
         return network.to(device).eval()
 
 
+def warm_up() -> None:
+    """Import what building a bundle needs (MONAI scans all its modules on first lookup)
+    and probe the GPU once.
+
+    Widgets call this in a background thread when they open, so the first run
+    does not spend its first second importing while holding the GIL.
+    """
+    from monai.bundle import ConfigParser
+
+    from .device import choose_device
+
+    choose_device("auto")  # the first CUDA probe loads driver libraries while holding the GIL
+    ConfigParser({"n": {"_target_": "Identity"}}).get_parsed_content("n")
+
+
 def load_bundle(path: str | Path, trusted: bool = False) -> Bundle:
     """Read a bundle folder's metadata and inference config (nothing is instantiated).
 

@@ -1,0 +1,142 @@
+"""Inference overhead and the faster CPU path.
+
+Compares, on one network, study and window setting (the spleen bundle's UNet, 96³ windows,
+4 per batch, overlap 0.5, Gaussian weighting):
+
+* raw   — ``monai.inferers.sliding_window_inference`` on the already preprocessed tensor;
+* infer — ``medvision infer`` end to end in-process (read, build, preprocess, infer,
+          postprocess, write), with each backend.
+
+Each row runs in a fresh process so its peak memory (max RSS) is its own. Run:
+
+    .venv/bin/python benchmarks/inference.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from _common import make_bundle, make_study  # noqa: E402
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_raw(bundle: Path, study: Path) -> dict:
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from napari_medvision.core.inference.convert import to_metatensor
+    from napari_medvision.core.io import read_volume
+    from napari_medvision.core.models import load_bundle
+
+    model = load_bundle(bundle).build(torch.device("cpu"))
+    data = model.preprocessing({"image": to_metatensor(read_volume(study))})
+    inputs = data["image"].as_tensor()[None]
+    inferer = model.inferer
+    with torch.no_grad():
+        start = time.perf_counter()
+        sliding_window_inference(inputs, inferer.roi_size, inferer.sw_batch_size, model.network,
+                                 overlap=inferer.overlap, mode="gaussian")
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "shape": list(inputs.shape[2:])}
+
+
+def run_infer(bundle: Path, study: Path, output: Path, backend: str, repeats: int) -> dict:
+    from napari_medvision import cli
+    from napari_medvision.core.inference import segment  # noqa: F401 - imports outside the timing
+
+    times = []
+    for _ in range(repeats):
+        from napari_medvision.core.models import cache
+
+        cache.clear()  # every repeat builds the model again: end to end means end to end
+        start = time.perf_counter()
+        code = cli.main(["infer", "--model", str(bundle), "--input", str(study), "--output", str(output),
+                         "--device", "cpu", "--backend", backend, "--json"])
+        times.append(time.perf_counter() - start)
+        assert code == 0
+    return {"seconds": times[-1], "first": times[0]}
+
+
+def child(args) -> None:
+    if args.kind == "raw":
+        record = run_raw(args.bundle, args.study)
+    else:
+        record = run_infer(args.bundle, args.study, args.output, args.kind, args.repeats)
+    record["peak_mb"] = peak_mb()
+    print("RESULT " + json.dumps(record))
+
+
+def spawn(kind: str, bundle: Path, study: Path, output: Path | None = None, repeats: int = 2) -> dict:
+    command = [sys.executable, __file__, "--child", kind, "--bundle", str(bundle), "--study", str(study),
+               "--repeats", str(repeats)]
+    if output:
+        command += ["--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", check=True)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
+
+
+def main() -> None:
+    from napari_medvision.core.io import read_volume
+
+    work = Path(tempfile.mkdtemp(prefix="medvision-bench-"))
+    bundle, source = make_bundle(work / "spleen")
+    study = make_study(work / "study.nii.gz")
+    print(f"network: {source}, random weights (seed 0); study: {read_volume(study).shape} (z, y, x) phantom")
+    raw = spawn("raw", bundle, study)
+    print(f"preprocessed grid (x, y, z): {raw['shape']}")
+    rows = [("raw sliding_window_inference", raw, None)]
+    labels = {}
+    for backend in ("torch", "openvino", "onnxruntime"):
+        out = work / f"labels_{backend}.nii.gz"
+        try:
+            record = spawn(backend, bundle, study, out)
+        except subprocess.CalledProcessError as exc:
+            print(f"{backend}: failed ({exc.stderr.strip().splitlines()[-1]})")
+            continue
+        labels[backend] = read_volume(out).array
+        rows.append((f"medvision infer --backend {backend}", record, backend))
+    print()
+    print(f"{'path':<38}{'seconds':>9}{'1st run':>9}{'/ raw':>8}{'peak MB':>9}{'Dice vs torch':>15}")
+    for name, record, backend in rows:
+        ratio = record["seconds"] / raw["seconds"]
+        agreement = f"{dice(labels[backend], labels['torch']):.4f}" if backend and "torch" in labels else ""
+        first = f"{record['first']:.2f}" if "first" in record else ""
+        print(f"{name:<38}{record['seconds']:>9.2f}{first:>9}{ratio:>8.2f}{record['peak_mb']:>9.0f}{agreement:>15}")
+    print("\n/ raw: end-to-end wall time over raw sliding-window time (goal for torch: <= 1.15).")
+    print("seconds: a warm run (model rebuilt, ONNX export cached); 1st run: includes the one-off export.")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child")
+    parser.add_argument("--bundle", type=Path)
+    parser.add_argument("--study", type=Path)
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--repeats", type=int, default=2)
+    arguments = parser.parse_args()
+    if arguments.child:
+        arguments.kind = arguments.child
+        child(arguments)
+    else:
+        main()
