@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from .core.errors import MedvisionError
 
@@ -144,6 +145,96 @@ def _describe(record: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_train(args) -> int:
+    from .core.training import samples
+
+    options = {k: v for k, v in (("cases", args.cases), ("epochs", args.epochs), ("max_minutes", args.max_minutes))
+               if v is not None}
+    if args.name in samples.SEGMENTATION_SAMPLES:
+        real = Path(args.real_data) if args.real_data else None
+        job = samples.train_segmentation_sample(args.name, args.output, seed=args.seed, device=args.device,
+                                                real_data=real, **options)
+    elif args.name in ("lesion_classifier", "nodule_detector"):
+        job = samples.train_other_sample(args.name, args.output, seed=args.seed, device=args.device, **options)
+    else:
+        raise MedvisionError(f"unknown sample model '{args.name}'; choose ct_organs_unet, ct_organs_unetr, "
+                             "lesion_classifier or nodule_detector")
+    last = None
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as stop:
+            metrics = stop.value
+            break
+        text = step if isinstance(step, str) else _train_line(step)
+        if text and text != last:
+            print(text, file=sys.stderr)
+            last = text
+    print(json.dumps(metrics.get("held_out", metrics)))
+    return 0
+
+
+def _train_line(step) -> str | None:
+    if step.val_dice is not None:
+        return f"epoch {step.epoch}/{step.max_epochs}: loss {step.loss:.4f}, validation Dice {step.val_dice:.4f}"
+    if step.step == step.steps:
+        return f"epoch {step.epoch}/{step.max_epochs}: loss {step.loss:.4f}"
+    return None
+
+
+def cmd_finetune(args) -> int:
+    from .core.models import find_bundle
+    from .core.training import CaseStore
+    from .core.training.finetune import FinetuneSettings, finetune
+    from .core.training.versions import VersionStore
+
+    bundle = find_bundle(args.model, trusted=args.trust)
+    output = Path(args.output)
+    settings = FinetuneSettings(epochs=args.epochs, max_minutes=args.max_minutes,
+                                correction_weight=args.correction_weight,
+                                validation_cases=args.validation_cases or None)
+    job = finetune(bundle, CaseStore(args.cases), VersionStore(output.parent), settings, device=args.device,
+                   output=output)
+    result = _drive_training(job, quiet=args.json)
+    summary = {"parent": str(bundle.path), **result.summary()}
+    print(json.dumps(summary) if args.json else
+          f"wrote {summary['version']}: validation Dice {summary['base_dice']} -> {summary['best_dice']} "
+          f"(best epoch {summary['best_epoch']}, {summary['seconds']} s)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .core.models import find_bundle
+    from .core.training import CaseStore
+    from .core.training.finetune import evaluate
+
+    bundle = find_bundle(args.model, trusted=args.trust)
+    record = _drive_training(evaluate(bundle, CaseStore(args.cases), device=args.device), quiet=args.json)
+    print(json.dumps(record) if args.json else
+          "\n".join([f"{k:<20} {v}" for k, v in record["dice"].items()] + [f"mean Dice {record['mean_dice']} "
+                                                                           f"over {record['cases']} cases"]))
+    return 0
+
+
+def _drive_training(job, quiet: bool):
+    """Run a training / evaluation generator, printing its stages and epochs on stderr."""
+    last = None
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(step, str):
+            text = step
+        elif hasattr(step, "val_dice"):
+            text = _train_line(step)
+        else:
+            text = getattr(step, "message", None)
+        if text and text != last and not quiet:
+            print(text, file=sys.stderr)
+        last = text or last
+
+
 def cmd_demo(args) -> int:
     from ._qt.demo import run_demo
 
@@ -197,6 +288,39 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CPU engine for the windows (segmentation): torch is the reference")
     infer.add_argument("--score-threshold", type=float, help="lowest box score kept (detection)")
     infer.set_defaults(run=cmd_infer)
+
+    train = commands.add_parser("train", help="regenerate a sample model from phantoms (reproducible)")
+    train.add_argument("name", help="ct_organs_unet, ct_organs_unetr, lesion_classifier or nodule_detector")
+    train.add_argument("--output", required=True, help="bundle folder to write")
+    train.add_argument("--cases", type=_positive_int, help="training cases (default: the model's own)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=_positive_int, help="most epochs (default: the model's own)")
+    train.add_argument("--max-minutes", type=float, help="time limit (default: the model's own)")
+    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    train.add_argument("--real-data", help="folder of real scans to report on in the model card")
+    train.set_defaults(run=cmd_train)
+
+    finetune = commands.add_parser("finetune", help="fine-tune a segmentation model on a case store")
+    finetune.add_argument("--model", required=True)
+    finetune.add_argument("--cases", required=True, help="case store folder (nnU-Net raw layout)")
+    finetune.add_argument("--output", required=True, help="new bundle folder (must not exist)")
+    finetune.add_argument("--epochs", type=_positive_int, default=20)
+    finetune.add_argument("--max-minutes", type=float, default=5.0)
+    finetune.add_argument("--correction-weight", type=float, default=0.0,
+                          help="extra loss weight of voxels the user edited (0: off)")
+    finetune.add_argument("--validation-cases", nargs="*", metavar="CASE")
+    finetune.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    finetune.add_argument("--trust", action="store_true")
+    finetune.add_argument("--json", action="store_true")
+    finetune.set_defaults(run=cmd_finetune)
+
+    evaluate = commands.add_parser("evaluate", help="Dice of a segmentation model on a case store")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--cases", required=True)
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    evaluate.add_argument("--trust", action="store_true")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(run=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="open napari with a sample study and the plugin's docks")
     demo.set_defaults(run=cmd_demo)

@@ -126,6 +126,10 @@ def test_demo_viewer_has_the_phantom_and_the_dock(make_napari_viewer, monkeypatc
     viewer = demo.open_demo_viewer(show=False)
     assert [layer.name for layer in viewer.layers] == ["CT phantom", "CT phantom labels"]
     assert any("Study" in name for name in viewer.window.dock_widgets)
+    runner = next(w for n, w in viewer.window.dock_widgets.items() if "Run model" in n)
+    assert runner.image_combo.currentText() == "CT phantom"
+    if any(b.name == demo.DEMO_MODEL for b in runner.bundles):
+        assert runner.selected_bundle().name == demo.DEMO_MODEL
 
 
 def test_slider_range_reaches_the_whole_data(make_napari_viewer):

@@ -9,6 +9,8 @@ from ..core.inference.detection import box_to_index_zyx
 from ..core.volume import Volume
 from .layers import image_layer_data, labels_layer_data
 
+MODEL_OUTPUT_KEY = "medvision_model_output"
+
 
 def segmentation_layers(result: SegmentationResult, model_name: str,
                         colors: dict[int, str] | None = None) -> list[tuple]:
@@ -20,6 +22,10 @@ def segmentation_layers(result: SegmentationResult, model_name: str,
         kwargs["colormap"] = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **colors})
     data, layer_kwargs, kind = labels_layer_data(result.labels, f"{model_name} labels", result.label_names, **kwargs)
     layer_kwargs["metadata"]["volumes_ml"] = result.volumes_ml
+    # The prediction as the model gave it: brush edits are measured against it when the
+    # corrected layer is added to a case store (correction-aware fine-tuning).
+    layer_kwargs["metadata"][MODEL_OUTPUT_KEY] = result.labels.array.copy()
+    layer_kwargs["metadata"]["model"] = model_name
     layers = [(data, layer_kwargs, kind)]
     if result.probabilities is not None:
         for value, name in result.label_names.items():

@@ -1,8 +1,10 @@
-"""``medvision demo``: napari with the CT phantom and the plugin's docks open."""
+"""``medvision demo``: napari with the CT phantom, the Study dock, and the Run-model dock
+with the sample U-Net selected, ready to press Run."""
 
 from __future__ import annotations
 
 PLUGIN = "napari-medvision"
+DEMO_MODEL = "ct_organs_unet"
 
 
 def open_demo_viewer(show: bool = True):
@@ -12,7 +14,11 @@ def open_demo_viewer(show: bool = True):
     viewer = napari.Viewer(title="napari-medvision demo", show=show)
     viewer.open_sample(PLUGIN, "ct_phantom")
     viewer.window.add_plugin_dock_widget(PLUGIN, "Study")
-    viewer.window.add_plugin_dock_widget(PLUGIN, "Run model", tabify=True)
+    _, runner = viewer.window.add_plugin_dock_widget(PLUGIN, "Run model", tabify=True)
+    names = [bundle.name for bundle in runner.bundles]
+    if DEMO_MODEL in names:
+        runner.model_combo.setCurrentIndex(names.index(DEMO_MODEL))
+    runner.image_combo.setCurrentText("CT phantom")
     return viewer
 
 

@@ -270,3 +270,14 @@ def write_phantom_dataset(
         if progress is not None:
             progress(index + 1, cases)
     return store
+
+
+def shift_appearance(case: PhantomCase, scale: float = 0.55, offset: float = 180.0) -> PhantomCase:
+    """The same anatomy with another contrast (as from another scanner or protocol).
+
+    HU are mapped to ``scale * HU + offset``: soft tissue brightens, lung and air come up
+    towards soft tissue. Used to test that fine-tuning adapts a model to a new appearance.
+    """
+    shifted = np.clip(np.round(case.image.array.astype(np.float32) * scale + offset), -1024, 3071)
+    return PhantomCase(case.image.with_array(shifted.astype(np.int16), appearance="shifted"), case.label,
+                       case.lesions)

@@ -16,6 +16,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 from .._atomic import write_json_atomic
 from ..errors import MedvisionError
 from ..io import read_volume, write_volume
@@ -38,6 +40,11 @@ class CaseStore:
     @property
     def labels_dir(self) -> Path:
         return self.root / "labelsTr"
+
+    @property
+    def edits_dir(self) -> Path:
+        """Masks of the voxels the user changed from the model's output (our addition to the layout)."""
+        return self.root / "editsTr"
 
     @classmethod
     def create(cls, root: str | Path, labels: dict[str, int], channel: str = "CT",
@@ -91,8 +98,11 @@ class CaseStore:
     def label_path(self, case_id: str) -> Path:
         return self.labels_dir / f"{case_id}{FILE_ENDING}"
 
-    def add_case(self, case_id: str, image: Volume, label: Volume) -> None:
+    def add_case(self, case_id: str, image: Volume, label: Volume, model_output: Volume | None = None) -> None:
         """Write one case; the label must lie on the image's grid.
+
+        With ``model_output`` (the prediction the user started from), the voxels whose label
+        differs from it are stored as an edit mask, for correction-aware fine-tuning.
 
         Raises:
             GeometryMismatchError: image and label differ in geometry.
@@ -101,13 +111,32 @@ class CaseStore:
         if not _CASE_ID.match(case_id):
             raise MedvisionError(f"case name {case_id!r} may use only letters, digits, '_', '-' and '.'")
         check_same_geometry(image, label)
+        if model_output is not None:
+            check_same_geometry(image, model_output, "model output")
+            self.edits_dir.mkdir(exist_ok=True)
+            edits = (label.array != model_output.array).astype(np.uint8)
+            write_volume(image.with_array(edits), self.edit_path(case_id), labels=True)
         write_volume(label, self.label_path(case_id), labels=True)
         write_volume(image, self.image_path(case_id))
         self._update_count()
 
+    def edit_path(self, case_id: str) -> Path:
+        return self.edits_dir / f"{case_id}{FILE_ENDING}"
+
     def read_case(self, case_id: str) -> tuple[Volume, Volume]:
         """``(image, label)`` of one case."""
         return read_volume(self.image_path(case_id)), read_volume(self.label_path(case_id))
+
+    def read_edits(self, case_id: str) -> Volume | None:
+        """The case's edit mask, or None when it was added without a model output."""
+        path = self.edit_path(case_id)
+        return read_volume(path) if path.exists() else None
+
+    def remove_case(self, case_id: str) -> None:
+        """Delete a case's files (image last, so a half-removed case is no longer listed)."""
+        for path in (self.label_path(case_id), self.edit_path(case_id), self.image_path(case_id)):
+            path.unlink(missing_ok=True)
+        self._update_count()
 
     def _update_count(self) -> None:
         dataset = self.dataset()

@@ -1,0 +1,425 @@
+"""The Fine-tune dock: collect corrected cases, fine-tune in the background with a live plot,
+keep numbered versions, use / roll back / compare them. Auto-saves labels being edited."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Image, Labels
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import MedvisionError
+from ..core.io import write_volume
+from ..core.metrics import dice
+from ..core.models import Bundle, list_bundles, load_bundle
+from ..core.training import CaseStore
+from ..core.training.finetune import FinetuneSettings, finetune
+from ..core.training.versions import VersionStore
+from .._napari.layers import GEOMETRY_KEY, image_layer_data, labels_layer_data, layer_volume
+from .._napari.results import MODEL_OUTPUT_KEY
+from .loss_plot import LossPlot
+from .workers import report_error, start_engine
+
+AUTOSAVE_SECONDS = 60
+
+
+class TrainingWidget(QWidget):
+    """Cases, fine-tuning and versions for one case-store folder."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.store: CaseStore | None = None
+        self.worker = None
+        self.base_bundles: list[Bundle] = []
+        self._dirty: set[str] = set()
+        self._build()
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self._on_layers_changed()
+        self.set_base_bundles([b for b in list_bundles() if b.task == "segmentation"])
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_SECONDS * 1000)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+
+    # --- layout --------------------------------------------------------------
+    def _build(self) -> None:
+        self.store_edit = QLineEdit()
+        self.store_edit.setPlaceholderText("case-store folder")
+        self.store_button = QPushButton("Choose…")
+        self.image_combo, self.labels_combo = QComboBox(), QComboBox()
+        self.case_name = QLineEdit()
+        self.case_name.setPlaceholderText("case name (default: image name)")
+        self.add_button = QPushButton("Add case")
+        self.case_list = QListWidget()
+        self.open_button, self.remove_button = QPushButton("Open"), QPushButton("Remove")
+        self.model_combo = QComboBox()
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 1000)
+        self.epochs_spin.setValue(20)
+        self.minutes_spin = QDoubleSpinBox()
+        self.minutes_spin.setRange(0.1, 600)
+        self.minutes_spin.setValue(5)
+        self.correction_spin = QDoubleSpinBox()
+        self.correction_spin.setRange(0, 100)
+        self.correction_spin.setValue(4)
+        self.keep_check = QCheckBox("on Cancel, keep the best epoch so far as a version")
+        self.start_button, self.cancel_button = QPushButton("Start"), QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.plot = LossPlot()
+        self.version_list = QListWidget()
+        self.use_button, self.rollback_button = QPushButton("Use"), QPushButton("Roll back to")
+        self.compare_button = QPushButton("Compare two")
+
+        cases = QGroupBox("Cases")
+        form = QFormLayout(cases)
+        row = QHBoxLayout()
+        row.addWidget(self.store_edit, 1)
+        row.addWidget(self.store_button)
+        form.addRow("Store", row)
+        form.addRow("Image", self.image_combo)
+        form.addRow("Labels", self.labels_combo)
+        row = QHBoxLayout()
+        row.addWidget(self.case_name, 1)
+        row.addWidget(self.add_button)
+        form.addRow(row)
+        form.addRow(self.case_list)
+        row = QHBoxLayout()
+        row.addWidget(self.open_button)
+        row.addWidget(self.remove_button)
+        form.addRow(row)
+
+        training = QGroupBox("Fine-tuning")
+        tform = QFormLayout(training)
+        tform.addRow("Model", self.model_combo)
+        tform.addRow("Epochs (at most)", self.epochs_spin)
+        tform.addRow("Minutes (at most)", self.minutes_spin)
+        tform.addRow("Edited-voxel weight", self.correction_spin)
+        tform.addRow(self.keep_check)
+        row = QHBoxLayout()
+        row.addWidget(self.start_button)
+        row.addWidget(self.cancel_button)
+        tform.addRow(row)
+        tform.addRow(self.progress)
+        tform.addRow(self.status)
+        tform.addRow(self.plot)
+
+        versions = QGroupBox("Versions")
+        vbox = QVBoxLayout(versions)
+        vbox.addWidget(self.version_list)
+        row = QHBoxLayout()
+        for button in (self.use_button, self.rollback_button, self.compare_button):
+            row.addWidget(button)
+        vbox.addLayout(row)
+
+        layout = QVBoxLayout(self)
+        for box in (cases, training, versions):
+            layout.addWidget(box)
+        self.store_button.clicked.connect(self._choose_store)
+        self.store_edit.editingFinished.connect(lambda: self.open_store(self.store_edit.text()))
+        self.add_button.clicked.connect(lambda: self.add_case())
+        self.open_button.clicked.connect(self.open_selected_case)
+        self.remove_button.clicked.connect(self.remove_selected_case)
+        self.start_button.clicked.connect(lambda: self.start())
+        self.cancel_button.clicked.connect(self.cancel)
+        self.use_button.clicked.connect(self.use_selected_version)
+        self.rollback_button.clicked.connect(self.use_selected_version)
+        self.compare_button.clicked.connect(lambda: self.compare())
+        self.model_combo.currentIndexChanged.connect(lambda _: self.refresh_versions())
+
+    # --- store and cases ---------------------------------------------------------
+    def _choose_store(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Case store folder")
+        if folder:
+            self.open_store(folder)
+
+    def open_store(self, folder: str | Path) -> CaseStore | None:
+        """Open (or create, with the selected model's labels) a case store."""
+        if not str(folder):
+            return None
+        folder = Path(folder)
+        try:
+            if (folder / "dataset.json").is_file():
+                store = CaseStore(folder)
+                store.dataset()
+            else:
+                bundle = self.base_bundle()
+                if bundle is None:
+                    raise MedvisionError("choose a segmentation model first: a new store takes its labels")
+                labels = {"background": 0, **{name: value for value, name in bundle.labels.items()}}
+                store = CaseStore.create(folder, labels, name=folder.name)
+        except (MedvisionError, OSError) as exc:
+            report_error(exc if isinstance(exc, MedvisionError) else MedvisionError(str(exc)))
+            return None
+        self.store = store
+        self.store_edit.setText(str(folder))
+        self.refresh_cases()
+        self.refresh_versions()
+        return store
+
+    def refresh_cases(self) -> None:
+        self.case_list.clear()
+        if self.store is not None:
+            self.case_list.addItems(self.store.case_ids())
+
+    def add_case(self, name: str | None = None) -> bool:
+        """Write the chosen image and (corrected) labels as a case; edits vs the model are recorded."""
+        image_layer, labels_layer = self._layer(self.image_combo, Image), self._layer(self.labels_combo, Labels)
+        if self.store is None or image_layer is None or labels_layer is None:
+            report_error(MedvisionError("open a case store and choose an image and a labels layer first"))
+            return False
+        case_id = (name or self.case_name.text() or image_layer.name).strip().replace(" ", "_")
+        try:
+            image = layer_volume(image_layer)
+            label = layer_volume(labels_layer)
+            original = labels_layer.metadata.get(MODEL_OUTPUT_KEY)
+            model_output = label.with_array(original) if original is not None and original.shape == label.shape else None
+            self.store.add_case(case_id, image, label, model_output=model_output)
+        except MedvisionError as exc:
+            report_error(exc)
+            return False
+        self.refresh_cases()
+        self.status.setText(f"added case {case_id}" + (" with its edits" if model_output is not None else ""))
+        return True
+
+    def open_selected_case(self) -> None:
+        item = self.case_list.currentItem()
+        if self.store is None or item is None:
+            return
+        from napari.layers import Layer
+
+        image, label = self.store.read_case(item.text())
+        names = {v: k for k, v in self.store.dataset()["labels"].items() if v}
+        self.viewer.add_layer(Layer.create(*image_layer_data(image, item.text())))
+        self.viewer.add_layer(Layer.create(*labels_layer_data(label, f"{item.text()} labels", names, opacity=0.5)))
+
+    def remove_selected_case(self) -> None:
+        item = self.case_list.currentItem()
+        if self.store is not None and item is not None:
+            self.store.remove_case(item.text())
+            self.refresh_cases()
+
+    # --- models and versions ---------------------------------------------------
+    def set_base_bundles(self, bundles: list[Bundle]) -> None:
+        self.base_bundles = list(bundles)
+        self.model_combo.clear()
+        self.model_combo.addItems([b.name for b in self.base_bundles])
+
+    def base_bundle(self) -> Bundle | None:
+        index = self.model_combo.currentIndex()
+        return self.base_bundles[index] if 0 <= index < len(self.base_bundles) else None
+
+    def versions(self) -> VersionStore | None:
+        bundle = self.base_bundle()
+        if self.store is None or bundle is None:
+            return None
+        return VersionStore(self.store.root / "models" / _family(bundle))
+
+    def refresh_versions(self) -> None:
+        self.version_list.clear()
+        versions = self.versions()
+        if versions is None:
+            return
+        current = self._current_name()
+        for version in versions.versions():
+            dice_text = version.record.get("best_validation_dice")
+            mark = "  ← in use" if version.name == current else ""
+            self.version_list.addItem(f"{version.name}  val Dice {dice_text}  "
+                                      f"({version.record.get('date', '')[:16]}){mark}")
+
+    def use_selected_version(self) -> Bundle | None:
+        """Make the selected version the one in use (Roll back is the same on an older one)."""
+        versions, row = self.versions(), self.version_list.currentRow()
+        if versions is None or row < 0:
+            return None
+        chosen = versions.versions()[row]
+        (versions.root / "current.json").write_text(json.dumps({"version": chosen.name}))
+        bundle = versions.bundle(chosen)
+        runner = self._runner()
+        if runner is not None:
+            runner.add_bundle(bundle.path)
+        self.refresh_versions()
+        self.status.setText(f"{chosen.name} is in use")
+        return bundle
+
+    def current_bundle(self) -> Bundle | None:
+        """The version in use, else the base model."""
+        versions, name = self.versions(), self._current_name()
+        if versions is not None and name and (versions.root / name).is_dir():
+            return versions.bundle(name)
+        return self.base_bundle()
+
+    def _current_name(self) -> str | None:
+        versions = self.versions()
+        if versions is None or not (versions.root / "current.json").is_file():
+            return None
+        return json.loads((versions.root / "current.json").read_text()).get("version")
+
+    # --- fine-tuning -------------------------------------------------------------
+    def start(self):
+        """Fine-tune the model in use on the store's cases; returns the worker."""
+        bundle, versions = self.current_bundle(), self.versions()
+        if bundle is None or versions is None:
+            report_error(MedvisionError("open a case store and choose a segmentation model first"))
+            return None
+        settings = FinetuneSettings(epochs=self.epochs_spin.value(), max_minutes=self.minutes_spin.value(),
+                                    correction_weight=self.correction_spin.value(),
+                                    keep_best_on_cancel=self.keep_check.isChecked())
+        self.plot.clear()
+        job = finetune(bundle, self.store, versions, settings)
+        self.worker = start_engine(job, on_progress=self._on_progress, on_result=self._on_finished)
+        self.worker.finished.connect(lambda: self._set_running(False))
+        self.worker.aborted.connect(self._on_aborted)
+        self._set_running(True)
+        self.status.setText(f"fine-tuning {bundle.name} on {len(self.store.case_ids())} cases…")
+        return self.worker
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if not running:
+            self.worker = None
+
+    def _on_progress(self, step) -> None:
+        if isinstance(step, str):
+            self.status.setText(step)
+            return
+        self.progress.setMaximum(step.max_epochs * step.steps)
+        self.progress.setValue((step.epoch - 1) * step.steps + step.step)
+        if step.val_dice is not None:
+            self.plot.add_dice(step.epoch, step.val_dice)
+            self.status.setText(f"epoch {step.epoch}: validation Dice {step.val_dice:.3f}")
+        else:
+            self.plot.add_loss(step.epoch - 1 + step.step / step.steps, step.loss)
+
+    def _on_finished(self, result) -> None:
+        self.refresh_versions()
+        verdict = "better than" if result.best_dice > result.base_dice else "no better than"
+        self.status.setText(f"wrote {result.version.name}: validation Dice {result.base_dice:.3f} → "
+                            f"{result.best_dice:.3f} ({verdict} its parent) in {result.seconds:.0f} s")
+
+    def _on_aborted(self) -> None:
+        # The engine finishes its cancel (maybe writing a kept version) in the background.
+        QTimer.singleShot(1500, self.refresh_versions)
+        self.status.setText("cancelled: existing versions are untouched")
+
+    # --- compare -----------------------------------------------------------------
+    def compare(self, first: str | None = None, second: str | None = None):
+        """Run two versions (default: the last two) on the chosen image; Dice between them and the labels."""
+        from ..core.inference import segment
+
+        versions, layer = self.versions(), self._layer(self.image_combo, Image)
+        if versions is None or layer is None or len(versions.versions()) < 1:
+            report_error(MedvisionError("need an image and at least one version to compare"))
+            return None
+        names = [first, second] if first and second else [v.name for v in versions.versions()[-2:]]
+        bundles = [versions.bundle(n) for n in names] if len(names) == 2 else [self.base_bundle(), versions.bundle(names[0])]
+        volume = layer_volume(layer)
+        reference = self._layer(self.labels_combo, Labels)
+        truth = np.asarray(reference.data) if reference is not None else None
+
+        def job():
+            results = []
+            for bundle in bundles:
+                results.append((yield from segment(bundle, volume)))
+            return results
+
+        def show(results):
+            from napari.layers import Layer
+
+            for bundle, result in zip(bundles, results):
+                self.viewer.add_layer(Layer.create(*labels_layer_data(
+                    result.labels, f"compare {bundle.path.name}", result.label_names, opacity=0.5)))
+            a, b = (r.labels.array for r in results)
+            text = f"Dice {bundles[0].path.name} vs {bundles[1].path.name}: {dice(a > 0, b > 0):.3f}"
+            if truth is not None and truth.shape == a.shape:
+                text += "; vs your labels: " + ", ".join(
+                    f"{bnd.path.name} {dice(r.labels.array > 0, truth > 0):.3f}" for bnd, r in zip(bundles, results))
+            self.status.setText(text)
+
+        self.worker = start_engine(job(), on_progress=lambda _: None, on_result=show)
+        self.worker.finished.connect(lambda: self._set_running(False))
+        self._set_running(True)
+        return self.worker
+
+    # --- auto-save -----------------------------------------------------------------
+    def autosave(self) -> list[Path]:
+        """Write every labels layer edited since the last save to ``<store>/autosave/`` (atomic)."""
+        if self.store is None:
+            return []
+        folder = self.store.root / "autosave"
+        folder.mkdir(exist_ok=True)
+        written = []
+        for layer in list(self.viewer.layers):
+            if isinstance(layer, Labels) and layer.name in self._dirty and GEOMETRY_KEY in layer.metadata:
+                try:
+                    written.append(write_volume(layer_volume(layer), folder / f"{_safe(layer.name)}.nii.gz",
+                                                labels=True))
+                except MedvisionError as exc:
+                    report_error(exc)
+                    continue
+                self._dirty.discard(layer.name)
+        return written
+
+    def _on_layers_changed(self, event=None) -> None:
+        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
+            current = combo.currentText()
+            combo.clear()
+            names = [layer.name for layer in self.viewer.layers if isinstance(layer, kind)]
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+        for layer in self.viewer.layers:
+            if isinstance(layer, Labels) and not getattr(layer, "_medvision_watched", False):
+                layer.events.paint.connect(lambda _e, name=layer.name: self._dirty.add(name))
+                layer.events.data.connect(lambda _e, name=layer.name: self._dirty.add(name))
+                layer._medvision_watched = True
+
+    def _layer(self, combo: QComboBox, kind):
+        name = combo.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer if isinstance(layer, kind) else None
+
+    def _runner(self):
+        for widget in self.viewer.window.dock_widgets.values():
+            if hasattr(widget, "add_bundle") and hasattr(widget, "bundles"):
+                return widget
+        return None
+
+
+def _family(bundle: Bundle) -> str:
+    """Versions of versions stay in one family: ``.../models/<base>/vNNN`` -> ``<base>``."""
+    import re
+
+    return bundle.path.parent.name if re.fullmatch(r"v\d{3,}", bundle.path.name) else bundle.name
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,243 @@
+"""The lesion detector sample: MONAI RetinaNet (3D) with a small ResNet backbone."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Generator
+
+import numpy as np
+import torch
+
+from .._atomic import write_json_atomic
+from .samples import PHANTOM, HELD_OUT_SEED, _drain, _seeds, _version, _write_bundle
+
+DET_PIXDIM = [4.0, 4.0, 5.0]
+DET_PHANTOM = {**PHANTOM, "lesion_probability": 0.85, "max_lesions": 4, "lesion_diameter_mm": (8.0, 24.0)}
+MIN_DIAMETER_MM = 10.0
+
+
+def bundle_config() -> tuple[dict, dict]:
+    inference = {
+        "bundle_root": ".",
+        "backbone": {"_target_": "monai.networks.nets.resnet.ResNet", "block": "basic", "layers": [1, 1, 1, 1],
+                     "block_inplanes": [16, 32, 64, 128], "spatial_dims": 3, "n_input_channels": 1,
+                     "conv1_t_stride": [2, 2, 1], "conv1_t_size": [7, 7, 7]},
+        "feature_extractor": {
+            "_target_": "monai.apps.detection.networks.retinanet_network.resnet_fpn_feature_extractor",
+            "backbone": "@backbone", "spatial_dims": 3, "pretrained_backbone": False, "returned_layers": [1, 2],
+            "trainable_backbone_layers": None},
+        "network_def": {"_target_": "RetinaNet", "spatial_dims": 3, "num_classes": 1, "num_anchors": 3,
+                        "feature_extractor": "@feature_extractor", "size_divisible": [16, 16, 8]},
+        "anchor_generator": {
+            "_target_": "monai.apps.detection.utils.anchor_utils.AnchorGeneratorWithAnchorShape",
+            "feature_map_scales": [1, 2, 4], "base_anchor_shapes": [[2, 2, 2], [4, 4, 3], [6, 6, 4]]},
+        "detector": {"_target_": "RetinaNetDetector", "network": "@network_def",
+                     "anchor_generator": "@anchor_generator"},
+        "preprocessing": {"_target_": "Compose", "transforms": [
+            {"_target_": "LoadImaged", "keys": "image"},
+            {"_target_": "EnsureChannelFirstd", "keys": "image"},
+            {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+            {"_target_": "Spacingd", "keys": "image", "pixdim": DET_PIXDIM, "mode": "bilinear"},
+            {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -1000.0, "a_max": 400.0, "b_min": 0.0,
+             "b_max": 1.0, "clip": True},
+            {"_target_": "EnsureTyped", "keys": "image"}]},
+    }
+    metadata = {
+        "version": "1.0.0", "name": "nodule_detector",
+        "task": "lesion (nodule) detection on CT (synthetic phantoms)",
+        "description": "3D RetinaNet (MONAI) with a small ResNet-FPN backbone that boxes lung nodules and "
+                       "liver lesions, with scores",
+        "authors": "napari-medvision", "intended_use": "Demonstration on synthetic phantoms, not for diagnosis",
+        "monai_version": _version("monai"), "pytorch_version": torch.__version__.split("+")[0],
+        "network_data_format": {"inputs": {"image": {"type": "image", "format": "hounsfield", "modality": "CT",
+                                                     "num_channels": 1, "spatial_shape": ["16*n", "16*n", "8*n"],
+                                                     "dtype": "float32", "value_range": [0, 1]}},
+                                "outputs": {"pred": {"type": "object", "format": "dict"}}},
+        "medvision": {"task": "detection", "labels": {"0": "lesion"}, "score_threshold": 0.3, "nms_iou": 0.2},
+    }
+    return inference, metadata
+
+
+def train_detector(output: str | Path, *, cases: int = 48, val_cases: int = 8, test_cases: int = 16,
+                   seed: int = 0, epochs: int = 40, max_minutes: float = 20.0,
+                   device: str = "auto") -> Generator[object, None, dict]:
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose, RandGaussianNoised, RandScaleIntensityd, RandShiftIntensityd
+
+    from ..inference.convert import to_metatensor
+    from ..models import choose_device
+    from ..phantom import generate_phantom
+
+    torch_device = choose_device(device)
+    inference, metadata = bundle_config()
+    torch.manual_seed(seed)
+    parser = ConfigParser(inference)
+    detector = parser.get_parsed_content("detector")
+    detector.set_atss_matcher(num_candidates=4, center_in_gt=False)
+    detector.set_hard_negative_sampler(batch_size_per_image=64, positive_fraction=0.3, pool_size=20, min_neg=16)
+    detector.set_target_keys(box_key="box", label_key="label")
+    detector.to(torch_device)
+    prepare = parser.get_parsed_content("preprocessing")
+    prepare.transforms = prepare.transforms[1:]  # no LoadImaged: phantoms come from memory
+    seeds = _seeds(seed, cases + val_cases)
+    items = []
+    for number, case_seed in enumerate(seeds):
+        case = generate_phantom(case_seed, **DET_PHANTOM)
+        image = prepare({"image": to_metatensor(case.image)})["image"]
+        boxes = np.array([_lps_to_box(l.box_world, image.affine.numpy()) for l in case.lesions]).reshape(-1, 6)
+        items.append({"image": image.as_tensor(), "box": torch.as_tensor(boxes, dtype=torch.float32),
+                      "label": torch.zeros(len(boxes), dtype=torch.long)})
+        yield f"phantom {number + 1}/{len(seeds)}"
+    train, val = items[:cases], items[cases:]
+    augment = Compose([RandScaleIntensityd("image", factors=0.1, prob=0.5),
+                       RandShiftIntensityd("image", offsets=0.05, prob=0.5),
+                       RandGaussianNoised("image", prob=0.3, std=0.01)])
+    optimizer = torch.optim.AdamW(detector.network.parameters(), lr=1e-3, weight_decay=1e-4)
+    start, history, best, best_state, best_epoch = time.perf_counter(), [], -1.0, None, 0
+    batch = 2
+    for epoch in range(1, epochs + 1):
+        detector.train()
+        order = np.random.default_rng(seed + epoch).permutation(cases)
+        losses = []
+        for first in range(0, cases - batch + 1, batch):
+            chosen = [train[i] for i in order[first:first + batch]]
+            images = [augment({"image": c["image"]})["image"].to(torch_device) for c in chosen]
+            targets = [{"box": c["box"].to(torch_device), "label": c["label"].to(torch_device)} for c in chosen]
+            loss_parts = detector(images, targets)
+            loss = loss_parts[detector.cls_key] + loss_parts[detector.box_reg_key]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+        sensitivity = _sensitivity_at_one_fp(detector, val, torch_device)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_sensitivity_at_1fp": sensitivity})
+        if sensitivity > best or best_state is None:
+            best, best_epoch = sensitivity, epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in detector.network.state_dict().items()}
+        yield f"epoch {epoch}: loss {np.mean(losses):.4f}, validation sensitivity at 1 FP/case {sensitivity:.3f}"
+        if (time.perf_counter() - start) / 60 > max_minutes:
+            break
+    detector.network.load_state_dict(best_state)
+    _write_bundle(Path(output), inference, metadata, detector.network)
+    yield "evaluating on held-out seeds"
+    held_out = evaluate_detector(Path(output), _seeds(seed + HELD_OUT_SEED, test_cases), device=device)
+    metrics = {"training": {"cases": cases, "validation_cases": val_cases, "seed": seed, "best_epoch": best_epoch,
+                            "epochs_run": len(history), "minutes": round((time.perf_counter() - start) / 60, 1),
+                            "history": history},
+               "held_out": held_out}
+    write_json_atomic(Path(output) / "docs" / "metrics.json", metrics)
+    (Path(output) / "docs" / "README.md").write_text(_card(metrics), encoding="utf-8")
+    return metrics
+
+
+def froc_point(per_case: list[tuple[list[tuple[float, list[float]]], list]], fp_per_case: float = 1.0) -> float:
+    """Sensitivity at ``fp_per_case`` false positives per case.
+
+    ``per_case``: for each case, its detections ``(score, box_world)`` and its lesions
+    (objects with ``box_world`` and ``diameter_mm``). A lesion counts as found when a
+    detection's centre lies inside its box; lesions under 10 mm are neither counted
+    nor held against a detection that finds them.
+    """
+    scored = []   # (score, is_true_positive, lesion id)
+    total = 0
+    for case_index, (detections, lesions) in enumerate(per_case):
+        wanted = [l for l in lesions if l.diameter_mm >= MIN_DIAMETER_MM]
+        total += len(wanted)
+        for score, box in detections:
+            centre = (np.array(box[:3]) + np.array(box[3:])) / 2
+            hit = next((i for i, l in enumerate(lesions) if np.all(centre >= np.array(l.box_world[:3])) and
+                        np.all(centre <= np.array(l.box_world[3:]))), None)
+            if hit is not None and lesions[hit].diameter_mm < MIN_DIAMETER_MM:
+                continue
+            scored.append((score, hit is not None, (case_index, hit)))
+    if total == 0:
+        return float("nan")
+    scored.sort(key=lambda s: -s[0])
+    found, false_positives, best = set(), 0, 0.0
+    for score, true, lesion in scored:
+        if true:
+            found.add(lesion)
+        else:
+            false_positives += 1
+        if false_positives / len(per_case) <= fp_per_case:
+            best = len(found) / total
+    return best
+
+
+def _sensitivity_at_one_fp(detector, items, device) -> float:
+    from ..phantom import Lesion
+
+    detector.eval()
+    per_case = []
+    with torch.no_grad():
+        for item in items:
+            out = detector([item["image"].to(device)])[0]
+            detections = [(float(s), list(map(float, b))) for s, b in
+                          zip(out[detector.pred_score_key].cpu(), out[detector.target_box_key].cpu())]
+            truth = [Lesion((0, 0, 0), 20.0, "any", list(map(float, b))) for b in item["box"]]
+            per_case.append((detections, truth))
+    return froc_point(per_case)
+
+
+def evaluate_detector(folder: Path, seeds, device: str = "auto") -> dict:
+    from ..inference import detect
+    from ..models import load_bundle
+    from ..models.cache import clear
+    from ..phantom import generate_phantom
+
+    clear()
+    bundle = load_bundle(folder)
+    per_case, seconds, lesions_big = [], [], 0
+    for case_seed in seeds:
+        case = generate_phantom(int(case_seed), **DET_PHANTOM)
+        result = _drain(detect(bundle, case.image, device=device, score_threshold=0.02))
+        seconds.append(result.seconds)
+        per_case.append(([(b.score, b.box_world) for b in result.boxes], case.lesions))
+        lesions_big += sum(l.diameter_mm >= MIN_DIAMETER_MM for l in case.lesions)
+    return {"seeds": [int(s) for s in seeds], "lesions_10mm_or_more": lesions_big,
+            "sensitivity_at_1fp_per_case": round(froc_point(per_case, 1.0), 4),
+            "sensitivity_at_0.5fp_per_case": round(froc_point(per_case, 0.5), 4),
+            "sensitivity_at_2fp_per_case": round(froc_point(per_case, 2.0), 4),
+            "seconds_per_case": round(float(np.mean(seconds)), 2)}
+
+
+def _lps_to_box(box_world, affine_ras: np.ndarray) -> list[float]:
+    """World LPS box -> MONAI ``xyzxyz`` voxel box of the preprocessed image (inverse of detection's)."""
+    low, high = np.array(box_world[:3]), np.array(box_world[3:])
+    corners = np.array(np.meshgrid(*zip(low, high))).T.reshape(-1, 3) * np.array([-1.0, -1.0, 1.0])
+    index = (np.linalg.inv(affine_ras[:3, :3]) @ (corners - affine_ras[:3, 3]).T).T + 0.5
+    return [*index.min(axis=0), *index.max(axis=0)]
+
+
+def _card(metrics: dict) -> str:
+    t, h = metrics["training"], metrics["held_out"]
+    return f"""# nodule_detector
+
+3D RetinaNet (`monai.apps.detection`) with a small ResNet-FPN backbone (ResNet basic blocks 1-1-1-1,
+widths 16-128) and three anchor shapes per level, boxing lung nodules and liver lesions with scores.
+
+**Intended use:** demonstration on synthetic phantoms, not for diagnosis.
+
+## Input
+CT in HU; reoriented to RAS, resampled to {DET_PIXDIM} mm, window -1000..400 HU. Boxes come back in
+world millimetres (LPS). Defaults: score threshold 0.3, NMS IoU 0.2 (`medvision` keys in metadata).
+
+## Training
+{t['cases']} training and {t['validation_cases']} validation phantoms (8-24 mm lesions, 0-4 per case),
+seed {t['seed']}; RetinaNet focal and box losses with ATSS matching and hard-negative sampling, AdamW,
+intensity augmentation. Best epoch {t['best_epoch']} of {t['epochs_run']}, {t['minutes']} min on a 2-core
+CPU. Regenerate with `medvision train nodule_detector --output DIR`.
+
+## Held-out results ({len(h['seeds'])} unseen phantoms, {h['lesions_10mm_or_more']} lesions of 10 mm or more)
+
+FROC-style: a lesion is found when a box's centre lies inside it; lesions under 10 mm are ignored.
+
+| false positives per case | sensitivity |
+|---|---|
+| 0.5 | {h['sensitivity_at_0.5fp_per_case']:.3f} |
+| 1 | {h['sensitivity_at_1fp_per_case']:.3f} |
+| 2 | {h['sensitivity_at_2fp_per_case']:.3f} |
+
+CPU inference: {h['seconds_per_case']} s per case (2 cores).
+"""
