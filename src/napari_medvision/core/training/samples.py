@@ -256,9 +256,9 @@ def segmentation_card(name: str, metadata: dict, metrics: dict) -> str:
                  + f" | {entry.get('lesion_dice_vs_tumour', float('nan')):.3f} |\n")
     real_section = (
         "## On real scans (PyRadiomics test data, MR)\n\n"
-        "Trained only on synthetic CT phantoms, the model does not transfer to real MR: it labels the "
-        "head as 'body' and other organs at random, and does not find the tumours. This is expected and "
-        "is why the model is for demonstration only.\n\n"
+        "The model was trained only on synthetic CT phantoms. On these real MR scans (a brain and a "
+        "breast study) it still paints its CT organ labels, which these scans do not contain, and the "
+        "lesion label does not match the tumour: expected, and why it is for demonstration only.\n\n"
         "| scan | largest predicted labels | lesion Dice vs tumour |\n|---|---|---|\n" + real + "\n"
         if real else "")
     return f"""# {name}
