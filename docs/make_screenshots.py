@@ -78,7 +78,87 @@ def real_mr_with_tumour() -> None:
     viewer.close()
 
 
+def run_and_wait(widget, viewer) -> None:
+    worker = widget.run()
+    done = []
+    worker.finished.connect(lambda: done.append(True))
+    while not done:
+        QApplication.processEvents()
+    settle(viewer, 60)
+
+
+def model_results() -> None:
+    """Each task's result from the Run-model dock, with the shipped sample models."""
+    from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
+
+    for model, picture, setup in [
+        ("ct_organs_unet", "segmentation_unet.png", {"uncertainty_check": True}),
+        ("lesion_classifier", "classification_gradcam.png", {}),
+        ("nodule_detector", "detection_boxes.png", {}),
+    ]:
+        if not (SAMPLE_MODELS_DIR / model / "models").is_dir():
+            print(f"skipped {picture}: {model} not trained", file=sys.stderr)
+            continue
+        viewer = napari.Viewer(title="napari-medvision")
+        viewer.open_sample(PLUGIN, "ct_phantom")
+        viewer.layers.remove("CT phantom labels")
+        _, runner = viewer.window.add_plugin_dock_widget(PLUGIN, "Run model")
+        runner.model_combo.setCurrentIndex([b.name for b in runner.bundles].index(model))
+        for name, value in setup.items():
+            getattr(runner, name).setChecked(value)
+        run_and_wait(runner, viewer)
+        if model == "nodule_detector":
+            boxes = viewer.layers[-1]
+            if len(boxes.data):
+                viewer.dims.set_point(0, float((boxes.affine.affine_matrix @ [*boxes.data[0][0], 1])[0]))
+        elif model == "ct_organs_unet":
+            viewer.layers["ct_organs_unet uncertainty"].visible = False
+            viewer.dims.set_point(0, -30.0)
+        else:
+            viewer.dims.set_point(0, 60.0)
+        save(viewer, picture)
+        viewer.close()
+
+
+def finetune_dock() -> None:
+    """The Fine-tune dock after a short run on two corrected shifted cases."""
+    import tempfile
+
+    from napari.layers import Layer
+
+    from napari_medvision._napari.layers import image_layer_data, labels_layer_data
+    from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
+    from napari_medvision.core.phantom import LABELS, generate_phantom, shift_appearance
+
+    if not (SAMPLE_MODELS_DIR / "ct_organs_unet" / "models").is_dir():
+        return
+    viewer = napari.Viewer(title="napari-medvision")
+    _, trainer = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
+    trainer.model_combo.setCurrentIndex([b.name for b in trainer.base_bundles].index("ct_organs_unet"))
+    trainer.open_store(Path(tempfile.mkdtemp()) / "my_cases")
+    names = {v: k for k, v in LABELS.items() if v}
+    for seed in (71, 72, 73):
+        case = shift_appearance(generate_phantom(seed))
+        viewer.add_layer(Layer.create(*image_layer_data(case.image, f"shifted {seed}")))
+        viewer.add_layer(Layer.create(*labels_layer_data(case.label, f"shifted {seed} labels", names, opacity=0.4)))
+        trainer.image_combo.setCurrentText(f"shifted {seed}")
+        trainer.labels_combo.setCurrentText(f"shifted {seed} labels")
+        trainer.add_case(f"shifted_{seed}")
+    trainer.epochs_spin.setValue(6)
+    trainer.minutes_spin.setValue(2)
+    worker = trainer.start()
+    done = []
+    worker.finished.connect(lambda: done.append(True))
+    while not done:
+        QApplication.processEvents()
+    settle(viewer, 40)
+    save(viewer, "finetune_dock.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
     IMAGES.mkdir(exist_ok=True)
     phantom_in_ct_window()
     real_mr_with_tumour()
+    model_results()
+    finetune_dock()

@@ -1,5 +1,5 @@
-"""``medvision demo``: napari with the CT phantom, the Study dock, and the Run-model dock
-with the sample U-Net selected, ready to press Run."""
+"""``medvision demo``: napari with the CT phantom, the Study dock, the Run-model dock with the
+sample U-Net selected (ready to press Run), and the Fine-tune dock."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def open_demo_viewer(show: bool = True):
     viewer.open_sample(PLUGIN, "ct_phantom")
     viewer.window.add_plugin_dock_widget(PLUGIN, "Study")
     _, runner = viewer.window.add_plugin_dock_widget(PLUGIN, "Run model", tabify=True)
+    viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune", tabify=True)
     names = [bundle.name for bundle in runner.bundles]
     if DEMO_MODEL in names:
         runner.model_combo.setCurrentIndex(names.index(DEMO_MODEL))
