@@ -76,3 +76,13 @@ def write_dicom_series(folder: Path, hu: np.ndarray, *, spacing=(0.7, 0.7), z_po
         writer.Execute(image)
         paths.append(path)
     return paths
+
+
+def drain(generator):
+    """Run an engine / training generator to its end: ``(yielded steps, returned value)``."""
+    steps = []
+    while True:
+        try:
+            steps.append(next(generator))
+        except StopIteration as stop:
+            return steps, stop.value

@@ -15,6 +15,7 @@ from napari_medvision.core.training import CaseStore
 from napari_medvision.core.training.finetune import FinetuneSettings, evaluate, finetune
 from napari_medvision.core.training.versions import VersionStore
 from tests.bundles import unet_bundle
+from tests.conftest import drain
 
 TINY = dict(shape=(24, 48, 48), spacing=(8.0, 8.0, 12.0))
 NAMES = {0: "background", 1: "liver", 2: "lung"}
@@ -35,15 +36,6 @@ def make_store(root, seeds, shifted=True):
         case = shift_appearance(case) if shifted else case
         store.add_case(f"case_{seed}", case.image, organs(case.label))
     return store
-
-
-def drain(generator):
-    steps = []
-    while True:
-        try:
-            steps.append(next(generator))
-        except StopIteration as stop:
-            return steps, stop.value
 
 
 def tree_digest(folder):

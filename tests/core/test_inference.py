@@ -10,17 +10,9 @@ from napari_medvision.core.models import load_bundle
 from napari_medvision.core.phantom import generate_phantom
 from napari_medvision.core.volume import Volume
 from tests.bundles import classifier_bundle, detector_bundle, spleen_bundle, threshold_bundle, unet_bundle
-from tests.conftest import rotation
+from tests.conftest import drain, rotation
 
 
-def drain(generator):
-    """Run an engine generator to the end; returns (progress list, result)."""
-    steps = []
-    while True:
-        try:
-            steps.append(next(generator))
-        except StopIteration as stop:
-            return steps, stop.value
 
 
 def oblique_phantom(seed=3, direction=None):

@@ -12,17 +12,9 @@ from napari_medvision.core.phantom import Lesion
 from napari_medvision.core.training import classifier_sample, detector_sample, samples
 from napari_medvision.core.training.detector_sample import froc_point
 from napari_medvision.core.training.trainer import TrainSettings, train_segmentation
+from tests.conftest import drain
 
 TINY = {"shape": (24, 48, 48), "spacing": (8.0, 8.0, 14.0), "vary_slice_thickness": True}
-
-
-def drain(generator):
-    steps = []
-    while True:
-        try:
-            steps.append(next(generator))
-        except StopIteration as stop:
-            return steps, stop.value
 
 
 @pytest.fixture

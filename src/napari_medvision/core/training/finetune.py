@@ -30,6 +30,7 @@ from ..inference.convert import to_metatensor
 from ..metrics import dice_per_label
 from ..models import Bundle, choose_device
 from .case_store import CaseStore
+from .samples import train_transforms
 from .trainer import TrainSettings, evaluate_items, train_segmentation
 from .versions import ModelVersion, VersionStore
 
@@ -118,7 +119,7 @@ def finetune(bundle: Bundle, store: CaseStore, versions: VersionStore, settings:
               "base_validation_dice": _round(base_dice)}
     try:
         trained = yield from train_segmentation(network, [items[c] for c in train_ids], val_items, num_classes,
-                                                train_settings, torch_device, _augmentation(roi), loss, live)
+                                                train_settings, torch_device, train_transforms(roi, _KEYS), loss, live)
     except GeneratorExit:
         if settings.keep_best_on_cancel and live.get("best_dice", -1) > base_dice:
             versions.write(bundle, live["best_state"], {**record, "cancelled": True,
@@ -200,28 +201,6 @@ def _case_item(store: CaseStore, case_id: str, prepare, num_classes: int, bundle
     data = prepare({"image": to_metatensor(image), "label": to_metatensor(label),
                     "edit": to_metatensor(label.with_array(edit_array.astype(np.float32)))})
     return {key: data[key].as_tensor() for key in _KEYS}
-
-
-def _augmentation(roi):
-    from monai.transforms import (
-        Compose,
-        RandAffined,
-        RandCropByPosNegLabeld,
-        RandGaussianNoised,
-        RandScaleIntensityd,
-        RandShiftIntensityd,
-        SpatialPadd,
-    )
-
-    return Compose([
-        SpatialPadd(_KEYS, spatial_size=roi),
-        RandCropByPosNegLabeld(_KEYS, label_key="label", spatial_size=roi, pos=3, neg=1, num_samples=2),
-        RandAffined(_KEYS, prob=0.3, rotate_range=(0.1, 0.1, 0.1), scale_range=(0.1, 0.1, 0.1),
-                    mode=("bilinear", "nearest", "nearest"), padding_mode="border"),
-        RandScaleIntensityd("image", factors=0.1, prob=0.5),
-        RandShiftIntensityd("image", offsets=0.05, prob=0.5),
-        RandGaussianNoised("image", prob=0.2, std=0.01),
-    ])
 
 
 def _split(cases: list[str], chosen: list[str] | None) -> tuple[list[str], list[str]]:

@@ -115,10 +115,11 @@ def phantom_items(seeds, keys_transform, progress=None) -> list[dict]:
     return items
 
 
-def train_transforms(roi=SEG_ROI):
+def train_transforms(roi=SEG_ROI, keys=("image", "label")):
     """MONAI augmentation: crops around foreground, small affine, intensity jitter and noise.
 
-    No left-right flips: they would put the liver on the spleen's side.
+    ``keys[0]`` is the image, ``keys[1]`` the label; any further keys (edit masks) follow the
+    label's geometry. No left-right flips: they would put the liver on the spleen's side.
     """
     from monai.transforms import (
         Compose,
@@ -130,15 +131,16 @@ def train_transforms(roi=SEG_ROI):
         SpatialPadd,
     )
 
-    keys = ["image", "label"]
+    keys = list(keys)
+    modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
     return Compose([
         SpatialPadd(keys, spatial_size=roi),
-        RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=3, neg=1, num_samples=2),
+        RandCropByPosNegLabeld(keys, label_key=keys[1], spatial_size=roi, pos=3, neg=1, num_samples=2),
         RandAffined(keys, prob=0.3, rotate_range=(0.1, 0.1, 0.1), scale_range=(0.1, 0.1, 0.1),
-                    mode=("bilinear", "nearest"), padding_mode="border"),
-        RandScaleIntensityd("image", factors=0.1, prob=0.5),
-        RandShiftIntensityd("image", offsets=0.05, prob=0.5),
-        RandGaussianNoised("image", prob=0.2, std=0.01),
+                    mode=modes, padding_mode="border"),
+        RandScaleIntensityd(keys[0], factors=0.1, prob=0.5),
+        RandShiftIntensityd(keys[0], offsets=0.05, prob=0.5),
+        RandGaussianNoised(keys[0], prob=0.2, std=0.01),
     ])
 
 
