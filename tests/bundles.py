@@ -131,3 +131,21 @@ def spleen_bundle(shared_data: Path, folder: Path) -> Path:
     (folder / "models").mkdir(exist_ok=True)
     torch.save(network.state_dict(), folder / "models" / "model.pt")
     return folder
+
+
+def unet2d_bundle(folder: Path) -> Path:
+    """A 2D model (as for X-rays), run slice by slice on 3D volumes."""
+    pre = [{"_target_": "EnsureChannelFirstd", "keys": "image"},
+           {"_target_": "Spacingd", "keys": "image", "pixdim": [6.0, 6.0], "mode": "bilinear"},
+           {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -1000, "a_max": 1000, "b_min": 0,
+            "b_max": 1, "clip": True}]
+    config = {
+        "network_def": {"_target_": "UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 2,
+                        "channels": [4, 8], "strides": [2], "num_res_units": 1},
+        "preprocessing": {"_target_": "Compose", "transforms": pre},
+        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [32, 32], "sw_batch_size": 2, "overlap": 0.25},
+        "postprocessing": {"_target_": "Compose", "transforms": SEG_POSTPROCESSING[:3]},
+    }
+    metadata = seg_metadata({0: "background", 1: "thing"})
+    metadata["network_data_format"]["inputs"]["image"]["spatial_shape"] = [32, 32]
+    return write_bundle(folder, config, metadata)

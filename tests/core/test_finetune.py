@@ -160,3 +160,16 @@ def test_cli_finetune_and_evaluate(tmp_path):
     assert evaluation["cases"] == 2 and set(evaluation["dice"]) <= {"liver", "lung"}
     again = run("finetune", "--model", bundle, "--cases", tmp_path / "cases", "--output", out, "--json")
     assert again.returncode == 2 and "never overwrites" in again.stderr
+
+
+def test_finetune_works_with_the_public_spleen_bundle_config(shared_data, tmp_path):
+    from tests.bundles import spleen_bundle
+
+    bundle = load_bundle(spleen_bundle(shared_data, tmp_path / "spleen"))
+    store = CaseStore.create(tmp_path / "cases", {"background": 0, "spleen": 1})
+    for seed in (1, 2):
+        case = generate_phantom(seed, shape=(16, 40, 40), spacing=(4.0, 4.0, 6.0))
+        store.add_case(f"c{seed}", case.image, case.label.with_array((case.label.array == 4).astype(np.uint8)))
+    _, result = drain(finetune(bundle, store, VersionStore(tmp_path / "versions"),
+                               settings(epochs=1, steps_per_epoch=1, batch_size=1), device="cpu"))
+    assert result.version is not None and load_bundle(result.version.path).labels == {1: "spleen"}

@@ -145,3 +145,25 @@ def test_fast_cpu_backends_give_the_same_label_map(tmp_path, monkeypatch, backen
     agreement = (fast.labels.array == reference.labels.array).mean()
     assert agreement > 0.999
     assert any((tmp_path / "cache").glob("*.onnx"))
+
+
+def test_2d_model_runs_slice_by_slice_on_a_3d_volume(tmp_path):
+    from tests.bundles import unet2d_bundle
+
+    bundle = load_bundle(unet2d_bundle(tmp_path / "u2d"))
+    assert bundle.spatial_dims == 2
+    case = oblique_phantom(direction=np.diag([1.0, -1.0, 1.0]))
+    steps, result = drain(segment(bundle, case.image, device="cpu", keep_probabilities=True))
+    assert result.labels.shape == case.image.shape and result.labels.geometry == case.image.geometry
+    assert result.probabilities.shape == (2, *case.image.shape)
+    assert any("slice by slice" in note for note in result.notes)
+    assert any(step.message.startswith("slice 20/20") for step in steps)
+
+
+def test_2d_model_on_a_one_slice_xray(tmp_path):
+    from tests.bundles import unet2d_bundle
+
+    bundle = load_bundle(unet2d_bundle(tmp_path / "u2d"))
+    xray = Volume(np.random.default_rng(0).normal(0, 300, (1, 60, 50)).astype(np.float32), spacing=(0.5, 0.5, 1))
+    _, result = drain(segment(bundle, xray, device="cpu"))
+    assert result.labels.shape == (1, 60, 50)

@@ -83,8 +83,9 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
     network = _network_for(bundle, model, inferer, backend, notes)
     passes = _flips(bundle.spatial_dims) if (tta or uncertainty) else [()]
 
-    if bundle.spatial_dims == 2 and volume.shape[0] > 1:
-        notes.append(f"2D model: segmented slice by slice ({volume.shape[0]} slices)")
+    if bundle.spatial_dims == 2:
+        if volume.shape[0] > 1:
+            notes.append(f"2D model: segmented slice by slice ({volume.shape[0]} slices)")
         slices = []
         for k in range(volume.shape[0]):
             item = yield from _segment_one(bundle, model, network, to_metatensor(volume, k), inferer, passes, amp,
@@ -95,8 +96,6 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
     else:
         labels, probs = yield from _segment_one(bundle, model, network, to_metatensor(volume), inferer, passes, amp,
                                                 "sliding window", keep_probabilities or uncertainty)
-        if bundle.spatial_dims == 2:
-            labels, probs = labels[np.newaxis], (probs[:, np.newaxis] if probs is not None else None)
 
     if labels.shape != volume.shape:
         raise ModelError(f"the model's postprocessing returned shape {labels.shape}, "
