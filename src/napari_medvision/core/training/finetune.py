@@ -175,8 +175,9 @@ class CorrectionAwareLoss(torch.nn.Module):
 
 def paired_preprocessing(bundle: Bundle):
     """The bundle's preprocessing applied to image, label and edit mask alike (nearest for masks)."""
+    config = bundle._stripped_config()
     transforms = []
-    for step in bundle._stripped_config()["preprocessing"]["transforms"]:
+    for step in config["preprocessing"]["transforms"]:
         step = dict(step)
         name = str(step.get("_target_", "")).split(".")[-1]
         if name in _SPATIAL:
@@ -187,7 +188,11 @@ def paired_preprocessing(bundle: Bundle):
                     image_mode = image_mode[0] if isinstance(image_mode, list) else image_mode
                     step[mode_key] = [image_mode, "nearest", "nearest"]
         transforms.append(step)
-    return ConfigParser({"p": {"_target_": "Compose", "transforms": transforms}}).get_parsed_content("p")
+    # Parsed within the bundle's own config, so references such as "@image_key" resolve.
+    config["_medvision_paired"] = {"_target_": "Compose", "transforms": transforms}
+    parser = ConfigParser(config)
+    parser["bundle_root"] = str(bundle.path)
+    return parser.get_parsed_content("_medvision_paired")
 
 
 def _case_item(store: CaseStore, case_id: str, prepare, num_classes: int, bundle: Bundle) -> dict:
