@@ -79,10 +79,8 @@ def real_mr_with_tumour() -> None:
 
 
 def run_and_wait(widget, viewer) -> None:
-    worker = widget.run()
-    done = []
-    worker.finished.connect(lambda: done.append(True))
-    while not done:
+    widget.run()
+    while widget.worker is not None:  # the dock drops its worker when it has finished
         QApplication.processEvents()
     settle(viewer, 60)
 
@@ -146,10 +144,8 @@ def finetune_dock() -> None:
         trainer.add_case(f"shifted_{seed}")
     trainer.epochs_spin.setValue(6)
     trainer.minutes_spin.setValue(2)
-    worker = trainer.start()
-    done = []
-    worker.finished.connect(lambda: done.append(True))
-    while not done:
+    trainer.start()
+    while trainer.worker is not None:
         QApplication.processEvents()
     settle(viewer, 40)
     save(viewer, "finetune_dock.png")

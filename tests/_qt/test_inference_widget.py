@@ -28,8 +28,7 @@ def setup(make_napari_viewer):
 def run_and_wait(qtbot, widget, **kwargs):
     worker = widget.run(**kwargs)
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=60000):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
     qtbot.wait(50)
     return worker
 
@@ -71,10 +70,9 @@ def test_cancel_leaves_layers_untouched(setup, qtbot, tmp_path):
     widget.tta_check.setChecked(True)
     widget.batch_spin.setValue(1)
     before = [layer.name for layer in viewer.layers]
-    worker = widget.run()
+    widget.run()
     widget.cancel()
-    with qtbot.waitSignal(worker.finished, timeout=60000):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
     qtbot.wait(100)
     assert [layer.name for layer in viewer.layers] == before
     assert widget.run_button.isEnabled()
@@ -99,8 +97,6 @@ def test_untrusted_bundle_asks_before_running(setup, qtbot, tmp_path, monkeypatc
     asked = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.Yes)
     widget.set_bundles([load_bundle(folder)])
-    worker = widget.run()
-    with qtbot.waitSignal(worker.finished, timeout=60000):
-        pass
-    qtbot.waitUntil(lambda: "needs_trust labels" in viewer.layers, timeout=60000)
+    widget.run()
+    qtbot.waitUntil(lambda: "needs_trust labels" in viewer.layers, timeout=120000)
     assert "runs its own code" in asked[0]

@@ -22,12 +22,15 @@ def phantom_file(tmp_path):
 @pytest.fixture
 def widget(make_napari_viewer):
     viewer = make_napari_viewer()
-    return StudyWidget(viewer)
+    wait_for.widget = StudyWidget(viewer)
+    return wait_for.widget
 
 
 def wait_for(qtbot, worker):
-    with qtbot.waitSignal(worker.finished, timeout=20000):
-        pass
+    """Until the dock has let go of the worker (it does so when the worker finished)."""
+    widget = wait_for.widget
+    qtbot.waitUntil(lambda: widget._worker is not worker, timeout=60000)
+    qtbot.wait(20)
 
 
 def test_open_window_presets_and_hu_under_cursor(widget, qtbot, phantom_file):

@@ -197,11 +197,11 @@ class InferenceWidget(QWidget):
                        uncertainty=self.uncertainty_check.isChecked(), min_component_mm3=self.cleanup_spin.value(),
                        score_threshold=self.score_spin.value() or None, explain=self.explain_check.isChecked())
         engine = _with_layers(run_model(bundle, volume, **options), bundle, volume)
+        self._set_running(True)
         self.worker = start_engine(engine, on_progress=self._on_progress,
                                    on_result=lambda outcome: self._on_result(*outcome, bundle),
-                                   on_error=lambda exc: self._on_error(exc, bundle))
-        self.worker.finished.connect(lambda: self._set_running(False))
-        self._set_running(True)
+                                   on_error=lambda exc: self._on_error(exc, bundle),
+                                   on_finished=lambda: self._set_running(False))
         self.status.setText(f"running {bundle.name} on {layer.name}…")
         return self.worker
 

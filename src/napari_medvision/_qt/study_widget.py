@@ -184,21 +184,23 @@ class StudyWidget(QWidget):
         self._set_busy(False, "cancelled")
 
     def _run(self, function, *args, on_result, description, **kwargs):
-        # Results arrive through queued signals on the GUI thread, after this returns,
-        # so ``started`` is filled before ``deliver`` can run.
-        started = {}
+        self._set_busy(True, description + "…")
+        job = {}
 
         def deliver(result):
-            if self._worker is started["worker"]:
-                self._worker = None
-                self._set_busy(False, "")
+            if self._worker is job["worker"]:  # a cancelled read's result is dropped
                 on_result(result)
 
-        worker = start_worker(function, *args, on_result=deliver, description=description, **kwargs)
-        started["worker"] = worker
-        worker.errored.connect(lambda _exc: self._set_busy(False, "failed"))
-        self._worker = worker
-        self._set_busy(True, description + "…")
+        def finished():
+            if self._worker is job["worker"]:
+                self._worker = None
+                self._set_busy(False, "")
+
+        # Results and "finished" are queued to the GUI thread, so they run after job is filled.
+        worker = start_worker(function, *args, on_result=deliver, on_finished=finished,
+                              on_error=lambda _exc: self.status.setText("failed"),
+                              description=description, **kwargs)
+        job["worker"] = self._worker = worker
         return worker
 
     def _set_busy(self, busy: bool, message: str) -> None:

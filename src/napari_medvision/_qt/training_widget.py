@@ -290,10 +290,9 @@ class TrainingWidget(QWidget):
                                     keep_best_on_cancel=self.keep_check.isChecked())
         self.plot.clear()
         job = finetune(bundle, self.store, versions, settings)
-        self.worker = start_engine(job, on_progress=self._on_progress, on_result=self._on_finished)
-        self.worker.finished.connect(lambda: self._set_running(False))
-        self.worker.aborted.connect(self._on_aborted)
         self._set_running(True)
+        self.worker = start_engine(job, on_progress=self._on_progress, on_result=self._on_finished,
+                                   on_finished=lambda: self._set_running(False), on_aborted=self._on_aborted)
         self.status.setText(f"fine-tuning {bundle.name} on {len(self.store.case_ids())} cases…")
         return self.worker
 
@@ -364,9 +363,9 @@ class TrainingWidget(QWidget):
                     f"{bnd.path.name} {dice(r.labels.array > 0, truth > 0):.3f}" for bnd, r in zip(bundles, results))
             self.status.setText(text)
 
-        self.worker = start_engine(job(), on_progress=lambda _: None, on_result=show)
-        self.worker.finished.connect(lambda: self._set_running(False))
         self._set_running(True)
+        self.worker = start_engine(job(), on_progress=lambda _: None, on_result=show,
+                                   on_finished=lambda: self._set_running(False))
         return self.worker
 
     # --- auto-save -----------------------------------------------------------------

@@ -23,23 +23,29 @@ def report_error(exc: BaseException) -> None:
         show_error(f"napari-medvision: unexpected {type(exc).__name__}: {exc}")
 
 
-def start_worker(function: Callable, *args, on_result: Callable | None = None,
-                 description: str = "Working", total: int | None = None, **kwargs):
+def start_worker(function: Callable, *args, on_result: Callable | None = None, on_error: Callable | None = None,
+                 on_finished: Callable | None = None, description: str = "Working", total: int | None = None,
+                 **kwargs):
     """Run ``function(*args, **kwargs)`` in a thread; the result goes to ``on_result`` on the GUI thread.
 
-    ``function`` may be a generator: each yield advances a progress bar of
-    ``total`` steps and is a point where ``worker.quit()`` stops it.
+    Every handler is connected before the thread starts, so none can miss a fast worker.
+    ``function`` may be a generator: each yield advances a progress bar of ``total`` steps
+    and is a point where ``worker.quit()`` stops it.
     """
     progress = {"desc": description}
     if total is not None:
         progress["total"] = total
-    connect = {"errored": report_error}  # an "errored" handler stops superqt from re-raising
+    # An "errored" handler also stops superqt from re-raising into the Qt event loop.
+    connect = {"errored": [report_error] + ([on_error] if on_error else [])}
     if on_result is not None:
         connect["returned"] = on_result
+    if on_finished is not None:
+        connect["finished"] = on_finished
     return create_worker(function, *args, _progress=progress, _connect=connect, **kwargs)
 
 
-def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_error: Callable | None = None):
+def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_error: Callable | None = None,
+                 on_finished: Callable | None = None, on_aborted: Callable | None = None):
     """Run an engine generator (see core/inference) in a worker.
 
     ``on_progress`` gets each :class:`Progress` on the GUI thread. ``worker.quit()``
@@ -53,6 +59,9 @@ def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_er
     def close_engine():
         threading.Thread(target=generator.close, name="medvision-cancel", daemon=True).start()
 
-    connect = {"yielded": on_progress, "returned": on_result, "aborted": close_engine,
+    connect = {"yielded": on_progress, "returned": on_result,
+               "aborted": [close_engine] + ([on_aborted] if on_aborted else []),
                "errored": on_error or report_error}
-    return create_worker(run, _connect=connect)
+    if on_finished is not None:
+        connect["finished"] = on_finished
+    return create_worker(run, _connect=connect)  # starts after every handler is connected
