@@ -86,7 +86,8 @@ def run_and_wait(widget, viewer) -> None:
 
 
 def model_results() -> None:
-    """Each task's result from the Run-model dock, with the shipped sample models."""
+    """Each task's result from the Run-model dock, with the shipped sample models (those not yet
+    trained are skipped)."""
     from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
 
     for model, picture, setup in [
