@@ -50,16 +50,20 @@ def test_sample_runs_through_medvision_infer(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["ct_organs_unet", "ct_organs_unetr"])
-def test_segmentation_dice_on_a_new_seed(name):
+def test_segmentation_dice_on_new_seeds(name):
+    """Mean over labels of each label's mean Dice over new-seed cases (the model card's measure)."""
     bundle = sample(name)
-    case = generate_phantom(NEW_SEEDS[1], **samples.PHANTOM)
-    result = drain(segment(bundle, case.image, device="cpu"))
-    scores = dice_per_label(result.labels.array, case.label.array, bundle.labels)
-    mean = float(np.nanmean(list(scores.values())))
+    per_case = []
+    for seed in NEW_SEEDS + [828282, 939393]:
+        case = generate_phantom(seed, **samples.PHANTOM)
+        result = drain(segment(bundle, case.image, device="cpu"))
+        per_case.append(dice_per_label(result.labels.array, case.label.array, bundle.labels))
+    per_label = {name: float(np.nanmean([c[name] for c in per_case])) for name in bundle.labels.values()}
+    mean = float(np.nanmean(list(per_label.values())))
     if name == "ct_organs_unet":
-        assert mean >= 0.80, scores
+        assert mean >= 0.80, per_label
     else:
-        assert mean >= 0.5, scores  # the transformer is shipped for comparison; its card gives its figures
+        assert mean >= 0.6, per_label  # the transformer is shipped for comparison; its card gives its figures
 
 
 def test_classifier_auc_on_new_seeds():
