@@ -36,10 +36,13 @@ def geometry_metadata(volume: Volume) -> dict:
 def image_layer_data(volume: Volume, name: str | None = None, **kwargs) -> tuple:
     """``(data, kwargs, "image")`` with world affine and a modality-aware window."""
     low, high = default_limits(volume.array, volume.modality)
+    metadata = geometry_metadata(volume)
+    # Computed here (readers run in workers) so the GUI thread never scans the voxels for it.
+    metadata["data_range"] = [float(np.min(volume.array)), float(np.max(volume.array))]
     layer_kwargs = {
         "name": name or "image",
         "affine": volume.napari_affine(),
-        "metadata": geometry_metadata(volume),
+        "metadata": metadata,
         "colormap": "gray",
         "contrast_limits": [low, high],
         **kwargs,

@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import MedvisionError
 from ..core.io import list_dicom_series, read_label_for, read_volume
-from ..core.volume import Volume
 from ..core.windowing import AUTO, CT_PRESETS, auto_limits, limits_to_window, window_to_limits
 from .._napari.layers import GEOMETRY_KEY, labels_layer_data, layer_volume
 from .._napari.reader import volume_layer_data
@@ -140,8 +139,7 @@ class StudyWidget(QWidget):
         name = Path(path).name
         if series_uid:
             name = next((s.description for s in self._series if s.uid == series_uid), name) or name
-        return self._run(read_volume, path, series_uid=series_uid,
-                         on_result=lambda volume: self._add_volume(volume, name),
+        return self._run(_read_as_layer, path, series_uid, name, on_result=self._add_layer,
                          description=f"Reading {Path(path).name}")
 
     def scan_folder(self, folder: str | Path):
@@ -215,12 +213,13 @@ class StudyWidget(QWidget):
         self.load_series_button.setEnabled(True)
         self.status.setText(f"{len(self._series)} series found")
 
-    def _add_volume(self, volume: Volume, name: str) -> None:
+    def _add_layer(self, read: tuple) -> None:
         from napari.utils.notifications import show_warning
 
-        for warning in volume.warnings:
-            show_warning(f"{name}: {warning}")
-        layer = self.viewer.add_layer(_to_layer(volume_layer_data(volume, name)))
+        warnings, layer_data = read
+        for warning in warnings:
+            show_warning(f"{layer_data[1]['name']}: {warning}")
+        layer = self.viewer.add_layer(_to_layer(layer_data))
         self.viewer.layers.selection.active = layer
 
     # --- windowing -----------------------------------------------------------
@@ -315,11 +314,18 @@ class StudyWidget(QWidget):
         return float(layer.data[tuple(index)])
 
 
+def _read_as_layer(path, series_uid, name) -> tuple[list[str], tuple]:
+    """Worker side of opening: the volume and its layer data (window, ranges) off the GUI thread."""
+    volume = read_volume(path, series_uid=series_uid)
+    return volume.warnings, volume_layer_data(volume, name)
+
+
 def _widen_slider_range(layer) -> None:
     """napari pins the contrast slider's range to the initial window; let it reach all the data."""
     if isinstance(layer, Image) and GEOMETRY_KEY in layer.metadata:
         low, high = layer.contrast_limits
-        data_low, data_high = float(np.min(layer.data)), float(np.max(layer.data))
+        data_low, data_high = layer.metadata.get("data_range") or (float(np.min(layer.data)),
+                                                                    float(np.max(layer.data)))
         layer.contrast_limits_range = (min(low, data_low), max(high, data_high))
 
 
