@@ -100,3 +100,20 @@ def test_untrusted_bundle_asks_before_running(setup, qtbot, tmp_path, monkeypatc
     widget.run()
     qtbot.waitUntil(lambda: "needs_trust labels" in viewer.layers, timeout=120000)
     assert "runs its own code" in asked[0]
+
+
+def test_a_failure_inside_monai_is_reported_not_swallowed(setup, qtbot, tmp_path, monkeypatch):
+    """MONAI raises RuntimeError; superqt would end such a generator worker silently."""
+    viewer, widget, _ = setup
+    errors = []
+    monkeypatch.setattr("napari_medvision._qt.workers.show_error", errors.append)
+
+    def broken(*args, **kwargs):
+        yield from ()
+        raise RuntimeError("applying transform Orientationd")
+
+    monkeypatch.setattr("napari_medvision._qt.inference_widget.run_model", broken)
+    widget.set_bundles([load_bundle(threshold_bundle(tmp_path / "thr"))])
+    run_and_wait(qtbot, widget)
+    assert errors and "RuntimeError: applying transform" in errors[0]
+    assert [layer.name for layer in viewer.layers] == ["phantom"]

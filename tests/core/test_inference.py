@@ -167,3 +167,15 @@ def test_2d_model_on_a_one_slice_xray(tmp_path):
     xray = Volume(np.random.default_rng(0).normal(0, 300, (1, 60, 50)).astype(np.float32), spacing=(0.5, 0.5, 1))
     _, result = drain(segment(bundle, xray, device="cpu"))
     assert result.labels.shape == (1, 60, 50)
+
+
+def test_preprocessing_failure_is_one_clear_model_error(tmp_path, monkeypatch):
+    bundle = load_bundle(threshold_bundle(tmp_path / "thr"))
+    import monai.transforms
+
+    def broken(self, data, *args, **kwargs):
+        raise ValueError("nibabel is missing")
+
+    monkeypatch.setattr(monai.transforms.Orientationd, "__call__", broken)
+    with pytest.raises(ModelError, match="preprocessing failed on this image .*nibabel is missing"):
+        drain(segment(bundle, oblique_phantom().image, device="cpu"))

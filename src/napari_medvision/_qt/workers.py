@@ -14,6 +14,18 @@ from ..core.errors import MedvisionError
 log = logging.getLogger(__name__)
 
 
+class EngineFailure(MedvisionError):
+    """A run failed inside torch or MONAI (message: the innermost cause)."""
+
+
+def root_cause(exc: BaseException) -> str:
+    """``Type: first line`` of the innermost exception in a chain (MONAI wraps the real error)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 def report_error(exc: BaseException) -> None:
     """A user error as its one-line message; anything else with its type, details in the log."""
     if isinstance(exc, MedvisionError):
@@ -54,7 +66,13 @@ def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_er
     """
 
     def run():
-        return (yield from generator)
+        try:
+            return (yield from generator)
+        except RuntimeError as exc:
+            # superqt's GeneratorWorker takes a RuntimeError for a deleted worker and ends
+            # without "errored" or "finished"; torch and MONAI raise RuntimeError for real
+            # failures, so pass those on as what they are.
+            raise EngineFailure(root_cause(exc)) from exc
 
     def close_engine():
         threading.Thread(target=generator.close, name="medvision-cancel", daemon=True).start()

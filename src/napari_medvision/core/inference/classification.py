@@ -17,7 +17,7 @@ from ..errors import ModelError
 from ..models import Bundle, choose_device
 from ..models.cache import loaded_model
 from ..volume import Volume
-from .convert import to_metatensor, to_zyx
+from .convert import run_preprocessing, to_metatensor, to_zyx
 from .progress import Progress
 from .windows import infer
 
@@ -57,7 +57,7 @@ def classify(bundle: Bundle, volume: Volume, *, device: str = "auto", explain: b
                          "classify one slice (a 2D image) instead")
     image = to_metatensor(volume, 0 if dims == 2 else None)
     yield Progress(1, 3, "preprocessing")
-    data = model.preprocessing({"image": image}) if model.preprocessing is not None else {"image": image[None]}
+    data = run_preprocessing(model, {"image": image}, bundle.name)
     prepared = data["image"]
     if prepared.shape[0] != bundle.in_channels:
         raise ModelError(f"'{bundle.name}' expects {bundle.in_channels} input channel(s); "

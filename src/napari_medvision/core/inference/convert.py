@@ -46,3 +46,20 @@ def to_zyx(tensor, spatial_dims: int = 3) -> np.ndarray:
     array = tensor.detach().cpu().numpy() if isinstance(tensor, torch.Tensor) else np.asarray(tensor)
     order = (0, 3, 2, 1) if spatial_dims == 3 else (0, 2, 1)
     return np.ascontiguousarray(array.transpose(order))
+
+
+def run_preprocessing(model, data: dict, bundle_name: str) -> dict:
+    """The bundle's preprocessing on ``data``; a failure becomes one clear :class:`ModelError`."""
+    from ..errors import ModelError
+
+    if model.preprocessing is None:
+        return {key: value[None] for key, value in data.items()}
+    try:
+        return model.preprocessing(data)
+    except Exception as exc:  # MONAI wraps every transform error in a RuntimeError
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        first = (str(cause).strip().splitlines() or [""])[0]
+        raise ModelError(f"'{bundle_name}': its preprocessing failed on this image "
+                         f"({type(cause).__name__}: {first})") from None

@@ -14,7 +14,7 @@ from ..errors import ModelError
 from ..models import Bundle, choose_device
 from ..models.cache import loaded_model
 from ..volume import Volume
-from .convert import to_metatensor
+from .convert import run_preprocessing, to_metatensor
 from .progress import Progress
 from .windows import autocast
 
@@ -65,7 +65,7 @@ def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_thresh
             topk_candidates_per_level=detector.box_selector.topk_candidates_per_level,
             detections_per_img=detector.box_selector.detections_per_img)
     yield Progress(1, 3, "preprocessing")
-    data = model.preprocessing({"image": to_metatensor(volume)})
+    data = run_preprocessing(model, {"image": to_metatensor(volume)}, bundle.name)
     prepared = data["image"]
     if prepared.shape[0] != bundle.in_channels:
         raise ModelError(f"'{bundle.name}' expects {bundle.in_channels} input channel(s); "

@@ -19,7 +19,7 @@ from ..models import Bundle, choose_device
 from ..models.cache import loaded_model
 from ..volume import Volume
 from .cleanup import remove_small_components
-from .convert import to_metatensor, to_zyx
+from .convert import run_preprocessing, to_metatensor, to_zyx
 from .progress import Progress
 from .windows import infer
 
@@ -122,7 +122,7 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
 
 def _segment_one(bundle, model, network, image, inferer, passes, amp, label, want_probs):
     """Labels (and probabilities) of one MetaTensor, back in its own grid."""
-    data = model.preprocessing({"image": image}) if model.preprocessing is not None else {"image": image[None]}
+    data = run_preprocessing(model, {"image": image}, bundle.name)
     prepared = data["image"]
     if prepared.shape[0] != bundle.in_channels:
         raise ModelError(f"'{bundle.name}' expects {bundle.in_channels} input channel(s); "
