@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import threading
 from pathlib import Path
 
 from napari.layers import Image
@@ -29,10 +27,9 @@ from qtpy.QtWidgets import (
 from ..core.errors import MedvisionError, UntrustedCodeError
 from ..core.inference import run_model
 from ..core.models import Bundle, list_bundles, load_bundle
-from ..core.models.bundle import warm_up
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
-from .workers import report_error, start_engine
+from .workers import report_error, start_engine, warm_up_in_background
 
 
 class InferenceWidget(QWidget):
@@ -48,7 +45,7 @@ class InferenceWidget(QWidget):
         self.viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_layers()
         self.refresh_models()
-        threading.Thread(target=_warm_up, name="medvision-warm-up", daemon=True).start()
+        warm_up_in_background()
 
     # --- layout ------------------------------------------------------------
     def _build(self) -> None:
@@ -253,23 +250,6 @@ class InferenceWidget(QWidget):
         for r, (name, value) in enumerate(rows):
             self.table.setItem(r, 0, QTableWidgetItem(name))
             self.table.setItem(r, 1, QTableWidgetItem(value))
-
-
-def _warm_up() -> None:
-    """First-use imports (MONAI's component scan, napari's result layer types), done in the
-    background when the dock opens instead of under the GIL in the middle of the first run."""
-    import numpy as np
-    from napari.layers import Labels, Shapes
-
-    warm_up()
-    Labels(np.zeros((1, 2, 2), np.uint8), features={"index": [0], "name": ["x"]})
-    Shapes([np.zeros((4, 3))], shape_type="rectangle", features={"label": ["x"], "score": [0.5]},
-           text={"string": "{label} {score:.2f}"})
-    # torch, MONAI and napari leave millions of long-lived objects; a full garbage collection
-    # over them takes ~0.3 s with the GIL held. Collect once now and move the survivors out of
-    # the collector's sight, so no full collection stalls the GUI in the middle of a run.
-    gc.collect()
-    gc.freeze()
 
 
 def _with_layers(engine, bundle: Bundle, volume):

@@ -37,7 +37,7 @@ from ..core.training.versions import VersionStore
 from .._napari.layers import GEOMETRY_KEY, image_layer_data, labels_layer_data, layer_volume
 from .._napari.results import MODEL_OUTPUT_KEY
 from .loss_plot import LossPlot
-from .workers import report_error, start_engine
+from .workers import report_error, start_engine, warm_up_in_background
 
 AUTOSAVE_SECONDS = 60
 
@@ -61,6 +61,7 @@ class TrainingWidget(QWidget):
         self.autosave_timer.setInterval(AUTOSAVE_SECONDS * 1000)
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start()
+        warm_up_in_background()
 
     # --- layout --------------------------------------------------------------
     def _build(self) -> None:

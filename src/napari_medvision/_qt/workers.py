@@ -83,3 +83,35 @@ def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_er
     if on_finished is not None:
         connect["finished"] = on_finished
     return create_worker(run, _connect=connect)  # starts after every handler is connected
+
+
+_WARMED = threading.Event()
+
+
+def warm_up_in_background() -> None:
+    """Once per process, in a background thread, when a dock opens: first-use imports (MONAI's
+    component scan, napari's result layer types) and the CUDA probe, then freeze the garbage
+    collector's long-lived objects, so neither stalls the GUI in the middle of a first run."""
+    if _WARMED.is_set():
+        return
+    _WARMED.set()
+    threading.Thread(target=_warm_up, name="medvision-warm-up", daemon=True).start()
+
+
+def _warm_up() -> None:
+    import gc
+
+    import numpy as np
+    from napari.layers import Labels, Shapes
+
+    from ..core.models.bundle import warm_up
+
+    warm_up()
+    Labels(np.zeros((1, 2, 2), np.uint8), features={"index": [0], "name": ["x"]})
+    Shapes([np.zeros((4, 3))], shape_type="rectangle", features={"label": ["x"], "score": [0.5]},
+           text={"string": "{label} {score:.2f}"})
+    # torch, MONAI and napari leave millions of long-lived objects; a full garbage collection
+    # over them takes ~0.3 s with the GIL held. Collect once now and move the survivors out of
+    # the collector's sight, so no full collection stalls the GUI in the middle of a run.
+    gc.collect()
+    gc.freeze()
