@@ -21,12 +21,34 @@ import numpy as np  # noqa: E402
 from _common import make_bundle  # noqa: E402
 
 
+class Ticker:
+    """A QTimer ticking every 10 ms on the GUI thread; the gaps between ticks are the stalls."""
+
+    def __init__(self):
+        from qtpy.QtCore import QTimer
+        from qtpy.QtWidgets import QApplication
+
+        self.app = QApplication.instance()
+        self.ticks: list[float] = []
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+        self.timer.start()
+
+    def pump(self, seconds: float | None = None, until=None) -> None:
+        """Process events for ``seconds``, or until ``until()`` is true."""
+        end = time.perf_counter() + (seconds or 0)
+        while (until is not None and not until()) or (until is None and time.perf_counter() < end):
+            self.app.processEvents()
+            time.sleep(0.001)
+
+    def gaps_ms(self) -> np.ndarray:
+        return np.diff(self.ticks) * 1000 if len(self.ticks) > 1 else np.zeros(1)
+
+
 def main() -> None:
     import napari
     from napari.layers import Layer
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
     from napari_medvision._napari.layers import image_layer_data
     from napari_medvision._qt.inference_widget import InferenceWidget
     from napari_medvision.core.models import load_bundle
@@ -40,39 +62,20 @@ def main() -> None:
     widget = InferenceWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.set_bundles([load_bundle(bundle_path)])
-    app = QApplication.instance()
-
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
-
-    def gaps(seconds: float) -> np.ndarray:
-        ticks.clear()
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.001)
-        return np.diff(ticks) * 1000 if len(ticks) > 1 else np.zeros(1)
-
-    gaps(3.0)  # the dock's background warm-up (MONAI imports) finishes, as it would for a user
-    idle = gaps(2.0)
+    ticker = Ticker()
+    ticks = ticker.ticks
+    ticker.pump(3.0)  # the dock's background warm-up (MONAI imports) finishes, as it would for a user
+    ticks.clear()
+    ticker.pump(2.0)
+    idle = ticker.gaps_ms()
     rows = [("idle viewer", idle)]
     for number in (1, 2):
         ticks.clear()
         start = time.perf_counter()
         widget.run()
-        finished = []
-        while widget.worker is not None:   # the dock drops its worker when the model has finished
-            app.processEvents()
-            time.sleep(0.001)
-        finished.append(time.perf_counter())
-        # Keep ticking until the result layers are on screen: adding them is part of the run.
-        settle_end = time.perf_counter() + 1.0
-        while time.perf_counter() < settle_end:
-            app.processEvents()
-            time.sleep(0.001)
+        ticker.pump(until=lambda: widget.worker is None)  # the dock drops its worker when it has finished
+        finished = [time.perf_counter()]
+        ticker.pump(1.0)  # keep ticking until the result layers are on screen: adding them is part of the run
         stamps = np.asarray(ticks)
         gaps_ms = np.diff(stamps) * 1000
         computing = gaps_ms[stamps[1:] <= finished[0]]
@@ -96,9 +99,6 @@ def training() -> None:
     """The same tick measurement while the Fine-tune dock trains (live plot included)."""
     import napari
     from napari.layers import Layer
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
     from napari_medvision._napari.layers import image_layer_data, labels_layer_data
     from napari_medvision._qt.training_widget import TrainingWidget
     from napari_medvision.core.phantom import LABELS, generate_phantom, shift_appearance
@@ -121,22 +121,12 @@ def training() -> None:
         widget.labels_combo.setCurrentText(f"s{seed} labels")
         widget.add_case(f"s{seed}")
     widget.minutes_spin.setValue(1.0)
-    app = QApplication.instance()
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
-    end = time.perf_counter() + 3
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.001)
-    ticks.clear()
+    ticker = Ticker()
+    ticker.pump(3.0)
+    ticker.ticks.clear()
     widget.start()
-    while widget.worker is not None:
-        app.processEvents()
-        time.sleep(0.001)
-    gaps = np.diff(ticks) * 1000
+    ticker.pump(until=lambda: widget.worker is None)
+    gaps = ticker.gaps_ms()
     print(f"fine-tuning from the dock: {len(widget.plot.dices)} epochs in 1 min; ticks {len(gaps)}, "
           f"median {np.median(gaps):.1f} ms, p99 {np.percentile(gaps, 99):.1f} ms, max {gaps.max():.1f} ms "
           "(goal: max < 50 ms)")
