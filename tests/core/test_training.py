@@ -22,7 +22,6 @@ def tiny_phantoms(monkeypatch):
     monkeypatch.setattr(samples, "PHANTOM", TINY)
     monkeypatch.setattr(samples, "SEG_ROI", [32, 32, 16])
     monkeypatch.setattr(classifier_sample, "CLS_PHANTOM", {**TINY, "lesion_probability": 0.5})
-    monkeypatch.setattr(classifier_sample, "TRAIN_PHANTOM", {**TINY, "lesion_probability": 0.5})
     monkeypatch.setattr(detector_sample, "DET_PHANTOM", {**TINY, "lesion_probability": 1.0,
                                                          "lesion_diameter_mm": (14.0, 24.0)})
 
@@ -73,7 +72,7 @@ def test_segmentation_sample_training_writes_a_runnable_bundle(tmp_path, tiny_ph
 def test_classifier_sample_training(tmp_path, tiny_phantoms, monkeypatch):
     monkeypatch.setattr(classifier_sample, "CLS_SIZE", [32, 32, 16])
     _, metrics = drain(classifier_sample.train_classifier(tmp_path / "cls", cases=8, val_cases=4, test_cases=4,
-                                                          epochs=1, device="cpu"))
+                                                          crop_steps=2, epochs=1, device="cpu"))
     assert 0 <= metrics["held_out"]["accuracy"] <= 1
     assert metrics["training"]["temperature"] > 0
     assert load_bundle(tmp_path / "cls").task == "classification"
