@@ -136,10 +136,12 @@ def _segment_one(bundle, model, network, image, inferer, passes, amp, label, wan
         step = f"{label}, pass {number + 1}/{len(passes)}" if len(passes) > 1 else label
         logits = yield from infer(inferer, batch, network, model.device, amp=amp, label=step)
         logits = (torch.flip(logits, flip) if flip else logits).cpu().float()
-        probs = _activate(logits)
-        mean_probs = probs if mean_probs is None else mean_probs + probs
         total_logits = logits
-    mean_probs = mean_probs / len(passes)
+        if len(passes) > 1 or want_probs:   # one plain pass needs no extra softmax over the whole grid
+            probs = _activate(logits)
+            mean_probs = probs if mean_probs is None else mean_probs + probs
+    if mean_probs is not None:
+        mean_probs = mean_probs / len(passes)
     # One pass: the raw logits go through the bundle's own postprocessing, exactly as it expects.
     # Several passes: log of the mean probabilities, whose softmax is that mean.
     pred = total_logits[0] if len(passes) == 1 else torch.log(mean_probs[0].clamp_min(_EPS))
