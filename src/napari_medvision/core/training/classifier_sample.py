@@ -19,7 +19,7 @@ CLS_PHANTOM = {**PHANTOM, "lesion_probability": 0.5, "max_lesions": 3, "lesion_d
 # A ResNet-10-like network whose stem downsamples once and has no max pool: a 12 mm nodule is two
 # voxels on this grid, and a stem that downsamples four times loses it.
 NETWORK = {"_target_": "ResNet", "block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": [8, 16, 32, 64],
-           "spatial_dims": 3, "n_input_channels": 1, "conv1_t_size": 3, "conv1_t_stride": 2, "no_max_pool": True,
+           "spatial_dims": 3, "n_input_channels": 2, "conv1_t_size": 3, "conv1_t_stride": 2, "no_max_pool": True,
            "num_classes": 2}
 
 
@@ -31,8 +31,14 @@ def preprocessing(keys=("image",), load=True, modes=None) -> list[dict]:
         {"_target_": "EnsureChannelFirstd", "keys": keys},
         {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS"},
         {"_target_": "Spacingd", "keys": keys, "pixdim": CLS_PIXDIM, "mode": modes},
+        # Two windows as two channels: lung (nodules) and soft tissue (liver lesions).
+        {"_target_": "CopyItemsd", "keys": "image", "times": 1, "names": "soft_tissue"},
         {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -1000.0, "a_max": 400.0, "b_min": 0.0,
          "b_max": 1.0, "clip": True},
+        {"_target_": "ScaleIntensityRanged", "keys": "soft_tissue", "a_min": -100.0, "a_max": 250.0, "b_min": 0.0,
+         "b_max": 1.0, "clip": True},
+        {"_target_": "ConcatItemsd", "keys": ["image", "soft_tissue"], "name": "image"},
+        {"_target_": "DeleteItemsd", "keys": "soft_tissue"},
         {"_target_": "ResizeWithPadOrCropd", "keys": keys, "spatial_size": CLS_SIZE},
         {"_target_": "EnsureTyped", "keys": keys},
     ]
@@ -53,7 +59,7 @@ def bundle_config() -> tuple[dict, dict]:
         "authors": "napari-medvision", "intended_use": "Demonstration on synthetic phantoms, not for diagnosis",
         "monai_version": _version("monai"), "pytorch_version": torch.__version__.split("+")[0],
         "network_data_format": {
-            "inputs": {"image": {"type": "image", "format": "hounsfield", "modality": "CT", "num_channels": 1,
+            "inputs": {"image": {"type": "image", "format": "hounsfield", "modality": "CT", "num_channels": 2,
                                  "spatial_shape": CLS_SIZE, "dtype": "float32", "value_range": [0, 1]}},
             "outputs": {"pred": {"type": "probabilities", "format": "classes", "num_channels": 2,
                                  "spatial_shape": [2], "dtype": "float32", "value_range": [0, 1],
@@ -104,7 +110,7 @@ class _Pool:
 
 
 def train_classifier(output: str | Path, *, cases: int = 240, val_cases: int = 40, test_cases: int = 40,
-                     seed: int = 0, crop_steps: int = 1200, epochs: int = 15, max_minutes: float = 40.0,
+                     seed: int = 0, crop_steps: int = 3000, epochs: int = 15, max_minutes: float = 40.0,
                      device: str = "auto") -> Generator[object, None, dict]:
     """Train the lesion classifier in two stages, both on a fixed pool of ``cases`` phantoms.
 
@@ -134,18 +140,21 @@ def train_classifier(output: str | Path, *, cases: int = 240, val_cases: int = 4
     def prepared(case_seed: int):
         case = generate_phantom(case_seed, **CLS_PHANTOM)
         item = prepare({"image": to_metatensor(case.image), "label": to_metatensor(case.label)})
-        lesion = item["label"][0].numpy() == LABELS["lesion"]
-        return item["image"].as_tensor(), ndimage.label(lesion)[0].astype(np.int16)
+        label = item["label"][0].numpy()
+        lesions = ndimage.label(label == LABELS["lesion"])[0].astype(np.int16)
+        hosts = np.argwhere((label == LABELS["lung"]) | (label == LABELS["liver"])).astype(np.int16)
+        return item["image"].as_tensor(), lesions, hosts
 
     train_seeds, val_seeds = _seeds(seed, cases), _seeds(seed + 1, val_cases)
-    volumes, components = [], []
+    volumes, components, hosts = [], [], []
     for number, case_seed in enumerate(train_seeds):
-        image, comp = prepared(case_seed)
+        image, comp, host = prepared(case_seed)
         volumes.append(image)
         components.append(comp)
+        hosts.append(host)
         if number % 20 == 19:
             yield f"{number + 1}/{cases} training phantoms ready"
-    pool = _Pool(volumes, components, rng)
+    pool = _Pool(volumes, components, hosts, rng)
     val = [prepared(s) for s in val_seeds]
     val_x, val_y = torch.stack([v[0] for v in val]), torch.tensor([int(v[1].max() > 0) for v in val])
     yield f"{cases} training and {val_cases} validation phantoms ready ({int(pool.labels.sum())} with lesions)"
@@ -293,8 +302,9 @@ last layer) and a Grad-CAM heatmap of where it looked.
 **Intended use:** demonstration on synthetic phantoms, not for diagnosis.
 
 ## Input
-CT in HU; reoriented to RAS, resampled to {CLS_PIXDIM} mm, window -1000..400 HU, padded or cropped
-to {CLS_SIZE} voxels. Classes: `no lesion`, `lesion` (a lung nodule or liver lesion of 8-24 mm).
+CT in HU; reoriented to RAS, resampled to {CLS_PIXDIM} mm, two channels (windows -1000..400 HU for the
+lungs and -100..250 HU for soft tissue), padded or cropped to {CLS_SIZE} voxels. Classes: `no lesion`,
+`lesion` (a lung nodule or liver lesion of 12-24 mm).
 
 ## Training
 {t['cases']} full-resolution training phantoms ({t['with_lesions']} with lesions) and {t['validation_cases']}
