@@ -100,7 +100,9 @@ def _heatmap(bundle, model, prepared, batch, class_index, volume, dims, notes) -
         return None
     try:
         with torch.enable_grad():
-            cam = GradCAM(nn_module=model.network, target_layers=layer)(
+            # MONAI's default post-processing maps (min, max) to (1, 0) — flipped, for its colour maps;
+            # ours keeps the magnitudes (high = where the class evidence is) and scales below.
+            cam = GradCAM(nn_module=model.network, target_layers=layer, postprocessing=_keep)(
                 batch.to(model.device).requires_grad_(True), class_idx=class_index)
     except Exception as exc:  # TorchScript modules and exotic networks have no hooks
         notes.append(f"Grad-CAM unavailable for this network ({type(exc).__name__}); no heatmap")
@@ -117,6 +119,10 @@ def _heatmap(bundle, model, prepared, batch, class_index, volume, dims, notes) -
         notes.append(f"heatmap came back as {heat.shape}, not {volume.shape}; not shown")
         return None
     return volume.with_array(heat.astype(np.float32), model=bundle.name)
+
+
+def _keep(cam):
+    return cam
 
 
 def _last_conv(network: torch.nn.Module) -> str | None:
