@@ -81,7 +81,8 @@ def test_classifier_sample_training(tmp_path, tiny_phantoms, monkeypatch):
 def test_detector_sample_training(tmp_path, tiny_phantoms):
     _, metrics = drain(detector_sample.train_detector(tmp_path / "det", cases=2, val_cases=1, test_cases=1,
                                                       epochs=1, device="cpu"))
-    assert "sensitivity_at_1fp_per_case" in metrics["held_out"]
+    assert "nodule_sensitivity_at_1fp_per_case" in metrics["held_out"]
+    assert "lesion_sensitivity_at_1fp_per_case" in metrics["held_out"]
     assert load_bundle(tmp_path / "det").task == "detection"
 
 
