@@ -11,7 +11,7 @@ import torch
 
 from .._atomic import write_json_atomic
 from ..metrics import roc_auc
-from .samples import PHANTOM, HELD_OUT_SEED, _drain, _seeds, _version, _write_bundle
+from .samples import PHANTOM, HELD_OUT_SEED, _drain, _seeds, _version, _write_bundle, two_window_steps
 
 CLS_PIXDIM = [5.6, 5.6, 8.0]
 CLS_SIZE = [64, 64, 40]
@@ -31,14 +31,7 @@ def preprocessing(keys=("image",), load=True, modes=None) -> list[dict]:
         {"_target_": "EnsureChannelFirstd", "keys": keys},
         {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS"},
         {"_target_": "Spacingd", "keys": keys, "pixdim": CLS_PIXDIM, "mode": modes},
-        # Two windows as two channels: lung (nodules) and soft tissue (liver lesions).
-        {"_target_": "CopyItemsd", "keys": "image", "times": 1, "names": "soft_tissue"},
-        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -1000.0, "a_max": 400.0, "b_min": 0.0,
-         "b_max": 1.0, "clip": True},
-        {"_target_": "ScaleIntensityRanged", "keys": "soft_tissue", "a_min": -100.0, "a_max": 250.0, "b_min": 0.0,
-         "b_max": 1.0, "clip": True},
-        {"_target_": "ConcatItemsd", "keys": ["image", "soft_tissue"], "name": "image"},
-        {"_target_": "DeleteItemsd", "keys": "soft_tissue"},
+        *two_window_steps(),
         {"_target_": "ResizeWithPadOrCropd", "keys": keys, "spatial_size": CLS_SIZE},
         {"_target_": "EnsureTyped", "keys": keys},
     ]
@@ -82,6 +75,7 @@ class _Pool:
         self.volumes, self.components, self.hosts, self.rng = volumes, components, hosts, rng
         self.labels = torch.tensor([int(c.max() > 0) for c in components])
         self.sizes = [np.bincount(c.ravel()) for c in components]
+        self.lesion_voxels = [np.argwhere(c > 0) for c in components]
         self.crop = np.array([max(s // 2, 8) for s in CLS_SIZE])
 
     def crops(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,9 +85,9 @@ class _Pool:
             want = len(x) % 2 if self.labels.any() else 0
             i = int(self.rng.integers(len(self.volumes)))
             comp = self.components[i]
-            if want and comp.max() == 0:
+            if want and not self.labels[i]:
                 continue
-            voxels = np.argwhere(comp > 0) if want else self.hosts[i]
+            voxels = self.lesion_voxels[i] if want else self.hosts[i]
             if len(voxels) == 0 or self.rng.random() < 0.2 * (1 - want):
                 centre = self.rng.integers(0, comp.shape)           # now and then anywhere at all
             else:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .._atomic import write_json_atomic
-from .samples import PHANTOM, HELD_OUT_SEED, _drain, _seeds, _version, _write_bundle
+from .samples import PHANTOM, HELD_OUT_SEED, _drain, _seeds, _version, _write_bundle, two_window_steps
 
 DET_PIXDIM = [4.0, 4.0, 5.0]
 DET_PHANTOM = {**PHANTOM, "lesion_probability": 0.85, "max_lesions": 4, "lesion_diameter_mm": (8.0, 24.0)}
@@ -45,15 +45,7 @@ def bundle_config() -> tuple[dict, dict]:
             {"_target_": "EnsureChannelFirstd", "keys": "image"},
             {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
             {"_target_": "Spacingd", "keys": "image", "pixdim": DET_PIXDIM, "mode": "bilinear"},
-            # Two windows as two channels: lung (nodules) and soft tissue (liver lesions are 40-80 HU
-            # darker than liver, a few percent of the lung window's range).
-            {"_target_": "CopyItemsd", "keys": "image", "times": 1, "names": "soft_tissue"},
-            {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -1000.0, "a_max": 400.0, "b_min": 0.0,
-             "b_max": 1.0, "clip": True},
-            {"_target_": "ScaleIntensityRanged", "keys": "soft_tissue", "a_min": -100.0, "a_max": 250.0,
-             "b_min": 0.0, "b_max": 1.0, "clip": True},
-            {"_target_": "ConcatItemsd", "keys": ["image", "soft_tissue"], "name": "image"},
-            {"_target_": "DeleteItemsd", "keys": "soft_tissue"},
+            *two_window_steps(),
             {"_target_": "EnsureTyped", "keys": "image"}]},
     }
     metadata = {

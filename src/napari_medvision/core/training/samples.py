@@ -47,6 +47,20 @@ DESCRIPTIONS = {
 }
 
 
+def two_window_steps(lung=(-1000.0, 400.0), soft_tissue=(-100.0, 250.0)) -> list[dict]:
+    """MONAI steps turning the CT ``image`` into two channels: a lung window and a soft-tissue window
+    (nodules stand out in the first; liver lesions, 40-80 HU darker than liver, only in the second)."""
+    window = {"b_min": 0.0, "b_max": 1.0, "clip": True}
+    return [
+        {"_target_": "CopyItemsd", "keys": "image", "times": 1, "names": "soft_tissue"},
+        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": lung[0], "a_max": lung[1], **window},
+        {"_target_": "ScaleIntensityRanged", "keys": "soft_tissue", "a_min": soft_tissue[0],
+         "a_max": soft_tissue[1], **window},
+        {"_target_": "ConcatItemsd", "keys": ["image", "soft_tissue"], "name": "image"},
+        {"_target_": "DeleteItemsd", "keys": "soft_tissue"},
+    ]
+
+
 def segmentation_preprocessing(keys=("image",), pixdim=SEG_PIXDIM, load=True) -> list[dict]:
     """The bundle's preprocessing (``LoadImaged`` first, as MONAI's own tools expect)."""
     keys = list(keys)
