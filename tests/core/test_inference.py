@@ -179,3 +179,60 @@ def test_preprocessing_failure_is_one_clear_model_error(tmp_path, monkeypatch):
     monkeypatch.setattr(monai.transforms.Orientationd, "__call__", broken)
     with pytest.raises(ModelError, match="preprocessing failed on this image .*nibabel is missing"):
         drain(segment(bundle, oblique_phantom().image, device="cpu"))
+
+
+def test_channel_argmax_matches_torch_argmax_ties_included():
+    import torch
+
+    from napari_medvision.core.inference.cleanup import channel_argmax
+
+    torch.manual_seed(0)
+    logits = torch.randint(0, 3, (3, 7, 6, 5)).float()  # many ties: the first maximum must win
+    assert torch.equal(channel_argmax(logits, 0), torch.argmax(logits, dim=0, keepdim=True))
+    batch = torch.randn(2, 4, 5, 6, 7)
+    assert torch.equal(channel_argmax(batch, 1), torch.argmax(batch, dim=1, keepdim=True))
+
+
+def test_bundle_postprocessing_split_at_argmax_equals_running_it_whole(tmp_path):
+    import torch
+    from monai.data import MetaTensor
+
+    from napari_medvision.core.inference.convert import run_preprocessing, to_metatensor
+    from napari_medvision.core.inference.segmentation import _run_postprocessing
+
+    bundle = load_bundle(unet_bundle(tmp_path / "unet"))
+    model = bundle.build(torch.device("cpu"))
+    case = oblique_phantom()
+
+    def fresh():
+        data = run_preprocessing(model, {"image": to_metatensor(case.image)}, bundle.name)
+        prepared = data["image"]
+        torch.manual_seed(1)
+        logits = torch.randn(3, *prepared.shape[1:])
+        data["pred"] = MetaTensor(logits, meta=prepared.meta, applied_operations=prepared.applied_operations)
+        return data
+
+    whole = model.postprocessing(fresh())["pred"]
+    split = _run_postprocessing(model.postprocessing, fresh())["pred"]
+    assert split.shape == whole.shape == (1, *case.image.shape[::-1])
+    assert torch.equal(split.as_tensor(), whole.as_tensor())
+    assert torch.allclose(split.affine, whole.affine)
+
+
+def test_channels_last_cpu_network_gives_the_same_output(tmp_path):
+    import torch
+
+    from napari_medvision.core.inference.accelerate import ChannelsLast, channels_last
+
+    model = load_bundle(unet_bundle(tmp_path / "unet")).build(torch.device("cpu"))
+    batch = torch.rand(2, 1, 32, 32, 32)
+    with torch.no_grad():
+        reference = model.network(batch).clone()
+        fast = channels_last(model.network, 3)
+        assert isinstance(fast, ChannelsLast)
+        out = fast(batch)
+    assert torch.allclose(out, reference, atol=1e-5)
+    conv = next(m for m in model.network.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    dense = torch.nn.Linear(4, 2)
+    assert channels_last(dense, 3) is dense  # nothing to gain without convolutions: left alone

@@ -1,4 +1,8 @@
-"""A faster CPU path: the network exported once to ONNX, run by OpenVINO or ONNX Runtime.
+"""Faster CPU paths.
+
+* torch itself: convolutional networks run in channels-last memory order
+  (:func:`channels_last`), the layout oneDNN's CPU convolutions work in; same values.
+* the network exported once to ONNX, run by OpenVINO or ONNX Runtime.
 
 The torch network stays the reference; an exported network is only used for
 fixed-size sliding windows, and any failure to export or compile falls back to
@@ -39,6 +43,43 @@ class ExportedNetwork:
 
     def to(self, *args, **kwargs):
         return self
+
+
+class ChannelsLast:
+    """Calls ``network`` with each batch in channels-last memory order (values unchanged)."""
+
+    def __init__(self, network: torch.nn.Module, memory_format: torch.memory_format):
+        self.network = network
+        self.memory_format = memory_format
+
+    def __call__(self, batch: torch.Tensor, *args, **kwargs):
+        return self.network(batch.contiguous(memory_format=self.memory_format), *args, **kwargs)
+
+    def to(self, *args, **kwargs):
+        self.network = self.network.to(*args, **kwargs)
+        return self
+
+
+def channels_last(network: torch.nn.Module, spatial_dims: int):
+    """``network`` for CPU batches of windows in channels-last order, or ``network`` itself.
+
+    On this machine class (2 cores, AVX2) a 3D U-Net on batches of 4 windows of 96³ runs about
+    1.3x faster, a UNETR 1.5x, with outputs equal to 1e-5 (one window at a time: no gain, no loss;
+    ``benchmarks/inference.py``). Only networks with convolutions of that dimension are converted;
+    parameters are converted in place, which leaves every value and any other use as it was.
+    """
+    convolutions = (torch.nn.Conv3d, torch.nn.ConvTranspose3d) if spatial_dims == 3 else \
+        (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    if spatial_dims not in (2, 3) or not isinstance(network, torch.nn.Module) or \
+            not any(isinstance(m, convolutions) for m in network.modules()):
+        return network
+    memory_format = torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+    try:
+        network.to(memory_format=memory_format)
+    except (RuntimeError, TypeError) as exc:  # parameters of another rank, scripted modules
+        log.info("channels-last not applied: %s", exc)
+        return network
+    return ChannelsLast(network, memory_format)
 
 
 def accelerated(network: torch.nn.Module, example_shape: tuple[int, ...], backend: str, key: str) -> ExportedNetwork:

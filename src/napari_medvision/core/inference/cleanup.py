@@ -1,8 +1,9 @@
-"""Label-map clean-up."""
+"""Label maps from network outputs, and their clean-up."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 
@@ -19,3 +20,12 @@ def remove_small_components(labels: np.ndarray, min_voxels: float) -> np.ndarray
         if small.size:
             cleaned[np.isin(pieces, small)] = 0
     return cleaned
+
+
+def channel_argmax(tensor: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``torch.argmax(tensor, dim, keepdim=True)``, fast on the CPU.
+
+    torch's CPU argmax over an outer axis (the channels of a ``(C, x, y, z)`` map) is about
+    20x slower than ``max(...).indices``, which gives the same indices (first maximum on ties).
+    """
+    return torch.max(tensor, dim=dim, keepdim=True).indices

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
-from monai.transforms import Invertd
+from monai.transforms import AsDiscreted, Compose, Invertd
 
 from ..errors import ModelError
 from ..models import Bundle, choose_device
 from ..models.cache import loaded_model
 from ..volume import Volume
-from .cleanup import remove_small_components
+from .cleanup import channel_argmax, remove_small_components
 from .convert import run_preprocessing, to_metatensor, to_zyx
 from .progress import Progress
 from .windows import infer
@@ -157,8 +157,12 @@ def _segment_one(bundle, model, network, image, inferer, passes, amp, label, wan
 
 
 def _network_for(bundle, model, inferer, backend: str, notes: list[str]):
-    """The torch network, or its exported twin for the CPU when asked and possible."""
+    """The torch network (channels-last on the CPU), or its exported twin for the CPU when asked and possible."""
     if backend in (None, "torch"):
+        if model.device.type == "cpu":
+            from .accelerate import channels_last
+
+            return channels_last(model.network, bundle.spatial_dims)
         return model.network
     if model.device.type != "cpu":
         notes.append(f"{backend} backend is for the CPU; running torch on {model.device.type}")
@@ -181,13 +185,48 @@ def _network_for(bundle, model, inferer, backend: str, notes: list[str]):
 
 def _postprocess(model, data, dims) -> np.ndarray:
     if model.postprocessing is not None:
-        out = model.postprocessing(data)["pred"]
+        out = _run_postprocessing(model.postprocessing, data)["pred"]
     else:
         out = Invertd(keys="pred", transform=model.preprocessing, orig_keys="image", nearest_interp=False)(data)["pred"]
     if out.shape[0] > 1:
-        out = torch.argmax(torch.as_tensor(out), dim=0, keepdim=True)
+        out = channel_argmax(torch.as_tensor(out), dim=0)
     array = to_zyx(torch.as_tensor(out), dims)[0]
     return np.rint(array).astype(np.int32)
+
+
+def _run_postprocessing(post, data: dict) -> dict:
+    """The bundle's postprocessing, unchanged, with each argmax step's input laid out channel-innermost.
+
+    ``AsDiscreted(argmax=True)`` calls ``torch.argmax`` over the leading channel axis, which on the CPU
+    costs ~0.3 s for a 2-channel 160x160x64 map; the same call on a channel-innermost copy (same
+    values, same shape, another memory order) takes ~0.01 s. The Compose runs in pieces split at
+    those steps (``Compose.__call__(start, end)``), so every transform is still MONAI's own.
+    """
+    if not isinstance(post, Compose):
+        return post(data)
+    flat = post.flatten()
+    start = 0
+    for index, transform in enumerate(flat.transforms):
+        if not (isinstance(transform, AsDiscreted) and any(transform.argmax)
+                and transform.converter.kwargs.get("dim", 0) == 0):
+            continue
+        data = flat(data, start=start, end=index)
+        if not isinstance(data, dict):
+            return flat(data, start=index)
+        for key in transform.keys:
+            value = data.get(key)
+            if isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.ndim > 1:
+                data[key] = _channels_innermost(value)
+        start = index
+    return flat(data, start=start)
+
+
+def _channels_innermost(tensor: torch.Tensor) -> torch.Tensor:
+    relaid = tensor.as_tensor() if isinstance(tensor, MetaTensor) else tensor
+    relaid = relaid.movedim(0, -1).contiguous().movedim(-1, 0)
+    if isinstance(tensor, MetaTensor):
+        return MetaTensor(relaid, meta=tensor.meta, applied_operations=tensor.applied_operations)
+    return relaid
 
 
 def _activate(logits: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from monai.utils import set_determinism
 
+from ..inference.cleanup import channel_argmax
 from ..inference.windows import autocast
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def evaluate_items(network, items: list[dict], num_classes: int, settings: Train
             with autocast(device, settings.amp):
                 logits = sliding_window_inference(image, settings.roi_size, settings.sw_batch_size, network,
                                                   overlap=0.25, mode="gaussian")
-            prediction = one_hot(torch.argmax(logits.float(), dim=1, keepdim=True), num_classes)
+            prediction = one_hot(channel_argmax(logits.float(), dim=1), num_classes)
             metric(prediction.cpu(), one_hot(item["label"][None].long(), num_classes))
     values = metric.aggregate().cpu().numpy()
     metric.reset()
