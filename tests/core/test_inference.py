@@ -1,5 +1,7 @@
 """The three engines on CPU with bundles made in the test."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -236,3 +238,29 @@ def test_channels_last_cpu_network_gives_the_same_output(tmp_path):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     dense = torch.nn.Linear(4, 2)
     assert channels_last(dense, 3) is dense  # nothing to gain without convolutions: left alone
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is a Linux feature")
+def test_windows_run_at_a_lower_cpu_priority_than_the_caller():
+    import os
+    import threading
+
+    import torch
+    from monai.inferers import SlidingWindowInferer
+
+    from napari_medvision.core.inference.windows import infer
+
+    def priority():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen = []
+
+    def network(batch):
+        seen.append(priority())
+        return batch * 2
+
+    inferer = SlidingWindowInferer(roi_size=(8, 8, 8), sw_batch_size=2, overlap=0.0)
+    _, out = drain(infer(inferer, torch.ones(1, 1, 16, 16, 8), network, torch.device("cpu")))
+    assert torch.allclose(out, torch.full_like(out, 2.0))
+    caller = priority()
+    assert seen and all(p > caller or p == 19 for p in seen)  # the GUI thread keeps its priority
