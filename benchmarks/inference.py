@@ -54,7 +54,7 @@ def run_raw(bundle: Path, study: Path) -> dict:
     # plain: the bundle's network as MONAI runs it; channels-last: the same compute as `medvision infer`'s
     # torch default on the CPU, so "infer / that" is the plumbing alone.
     plain = copy.deepcopy(model.network)  # channels_last converts its network in place
-    for name, network in (("seconds", plain), ("seconds_cl", channels_last(model.network, 3))):
+    for name, network in (("seconds", plain), ("seconds_cl", channels_last(model.network))):
         times = []
         with torch.no_grad():
             for _ in range(3):

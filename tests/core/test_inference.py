@@ -230,14 +230,14 @@ def test_channels_last_cpu_network_gives_the_same_output(tmp_path):
     batch = torch.rand(2, 1, 32, 32, 32)
     with torch.no_grad():
         reference = model.network(batch).clone()
-        fast = channels_last(model.network, 3)
+        fast = channels_last(model.network)
         assert isinstance(fast, ChannelsLast)
         out = fast(batch)
     assert torch.allclose(out, reference, atol=1e-5)
     conv = next(m for m in model.network.modules() if isinstance(m, torch.nn.Conv3d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     dense = torch.nn.Linear(4, 2)
-    assert channels_last(dense, 3) is dense  # nothing to gain without convolutions: left alone
+    assert channels_last(dense) is dense  # nothing to gain without convolutions: left alone
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is a Linux feature")

@@ -53,33 +53,52 @@ class ChannelsLast:
         self.memory_format = memory_format
 
     def __call__(self, batch: torch.Tensor, *args, **kwargs):
-        return self.network(batch.contiguous(memory_format=self.memory_format), *args, **kwargs)
+        return self.network(in_layout(batch, self.memory_format), *args, **kwargs)
 
     def to(self, *args, **kwargs):
         self.network = self.network.to(*args, **kwargs)
         return self
 
 
-def channels_last(network: torch.nn.Module, spatial_dims: int):
-    """``network`` for CPU batches of windows in channels-last order, or ``network`` itself.
+def to_channels_last(network: torch.nn.Module) -> torch.memory_format | None:
+    """Convert a convolutional network's parameters to channels-last order, in place.
 
-    On this machine class (2 cores, AVX2) a 3D U-Net on batches of 4 windows of 96³ runs about
-    1.3x faster, a UNETR 1.5x, with outputs equal to 1e-5 (one window at a time: no gain, no loss;
-    ``benchmarks/inference.py``). Only networks with convolutions of that dimension are converted;
-    parameters are converted in place, which leaves every value and any other use as it was.
+    Returns the memory format its inputs should be given in, or None when nothing was done
+    (no 2D/3D convolutions, or parameters that cannot take the layout). Every value stays
+    as it was, so any other use of the network is unaffected.
     """
-    convolutions = (torch.nn.Conv3d, torch.nn.ConvTranspose3d) if spatial_dims == 3 else \
-        (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
-    if spatial_dims not in (2, 3) or not isinstance(network, torch.nn.Module) or \
-            not any(isinstance(m, convolutions) for m in network.modules()):
-        return network
-    memory_format = torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+    if not isinstance(network, torch.nn.Module):
+        return None
+    modules = list(network.modules())
+    if any(isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)) for m in modules):
+        memory_format = torch.channels_last_3d
+    elif any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in modules):
+        memory_format = torch.channels_last
+    else:
+        return None
     try:
         network.to(memory_format=memory_format)
-    except (RuntimeError, TypeError) as exc:  # parameters of another rank, scripted modules
+    except (RuntimeError, TypeError) as exc:  # parameters of another rank
         log.info("channels-last not applied: %s", exc)
-        return network
-    return ChannelsLast(network, memory_format)
+        return None
+    return memory_format
+
+
+def in_layout(batch: torch.Tensor, memory_format: torch.memory_format | None) -> torch.Tensor:
+    """``batch`` in ``memory_format`` when it has the rank for it (else as it is)."""
+    rank = {torch.channels_last_3d: 5, torch.channels_last: 4}.get(memory_format)
+    return batch.contiguous(memory_format=memory_format) if rank == batch.ndim else batch
+
+
+def channels_last(network: torch.nn.Module):
+    """``network`` for CPU batches in channels-last order (a :class:`ChannelsLast`), or ``network`` itself.
+
+    On this machine class (2 cores, AVX2), with batches of 4 windows of 96³, a 3D U-Net runs about
+    1.2x faster and a UNETR 1.5x, outputs equal to 1e-5; one window at a time: no gain, no loss
+    (``benchmarks/inference.py``). Training steps gain about 1.2x too (see the trainer).
+    """
+    memory_format = to_channels_last(network)
+    return network if memory_format is None else ChannelsLast(network, memory_format)
 
 
 def accelerated(network: torch.nn.Module, example_shape: tuple[int, ...], backend: str, key: str) -> ExportedNetwork:

@@ -162,7 +162,7 @@ def _network_for(bundle, model, inferer, backend: str, notes: list[str]):
         if model.device.type == "cpu":
             from .accelerate import channels_last
 
-            return channels_last(model.network, bundle.spatial_dims)
+            return channels_last(model.network)
         return model.network
     if model.device.type != "cpu":
         notes.append(f"{backend} backend is for the CPU; running torch on {model.device.type}")

@@ -22,6 +22,7 @@ from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from monai.utils import set_determinism
 
+from ..inference.accelerate import in_layout, to_channels_last
 from ..inference.cleanup import channel_argmax
 from ..inference.windows import autocast
 
@@ -99,6 +100,8 @@ def train_segmentation(
     set_determinism(seed=settings.seed)
     start = time.perf_counter()
     network = network.to(device)
+    # On the CPU, convolutions train ~1.2x faster in channels-last order (same values; accelerate.py).
+    memory_format = to_channels_last(network) if device.type == "cpu" else None
     loss_function = loss_function or DiceCELoss(to_onehot_y=True, softmax=True)
     takes_batch = _accepts_batch(loss_function)
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -118,7 +121,7 @@ def train_segmentation(
         batches = _cycle(loader)
         for step in range(1, steps + 1):
             batch = next(batches)
-            images, labels = batch["image"].to(device), batch["label"].to(device)
+            images, labels = in_layout(batch["image"].to(device), memory_format), batch["label"].to(device)
             optimizer.zero_grad(set_to_none=True)
             with autocast(device, settings.amp):
                 logits = network(images)
