@@ -264,3 +264,29 @@ def test_windows_run_at_a_lower_cpu_priority_than_the_caller():
     assert torch.allclose(out, torch.full_like(out, 2.0))
     caller = priority()
     assert seen and all(p > caller or p == 19 for p in seen)  # the GUI thread keeps its priority
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is a Linux feature")
+def test_background_priority_is_lower_inside_and_restored_where_allowed():
+    import os
+    import threading
+
+    from napari_medvision.core.priority import NICE, background_priority
+
+    seen = {}
+
+    def body():
+        tid = threading.get_native_id()
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, tid)
+        with background_priority():
+            seen["inside"] = os.getpriority(os.PRIO_PROCESS, tid)
+            with background_priority():  # nested: not lowered twice
+                seen["nested"] = os.getpriority(os.PRIO_PROCESS, tid)
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, tid)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    main = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    assert seen["inside"] == min(main + NICE, 19) == seen["nested"]
+    assert seen["after"] in (seen["before"], seen["inside"])  # raising it back needs privileges

@@ -10,6 +10,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from ..core.errors import MedvisionError
+from ..core.priority import background_priority
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_er
 
     def run():
         try:
-            return (yield from generator)
+            with background_priority():  # the viewer gets a core first (core/priority.py)
+                return (yield from generator)
         except RuntimeError as exc:
             # superqt's GeneratorWorker takes a RuntimeError for a deleted worker and ends
             # without "errored" or "finished"; torch and MONAI raise RuntimeError for real

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -21,11 +19,11 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from ..errors import CancelledError
+from ..priority import background_priority
 from .progress import Progress
 
 log = logging.getLogger(__name__)
 _POLL_SECONDS = 0.05
-_NICE = 5
 
 
 def count_windows(image_shape: Sequence[int], roi_size: Sequence[int], overlap: float) -> int:
@@ -83,21 +81,6 @@ def infer(inferer, inputs: torch.Tensor, network: Callable, device: torch.device
     return (yield from _run_once(inferer, inputs.cpu(), network_cpu, torch.device("cpu"), False, label))
 
 
-def _yield_cpu_to_the_gui() -> None:
-    """Lower this thread's CPU priority (Linux: per-thread nice +5), for it and the torch
-    threads it starts.
-
-    The windows keep every core busy; a viewer's own work (drawing the canvas, software
-    OpenGL on machines without a GPU) then waits for a core and the GUI stutters. At a lower
-    priority the compute still gets every idle cycle, and the viewer goes first when it needs one.
-    The thread is used for this run only, so nothing else inherits the priority.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + _NICE, 19))
-
-
 def _run_once(inferer, inputs, network, device, amp, label):
     stop = threading.Event()
     done = [0]
@@ -116,8 +99,7 @@ def _run_once(inferer, inputs, network, device, amp, label):
         return out
 
     def work():
-        _yield_cpu_to_the_gui()
-        with torch.no_grad():
+        with background_priority(), torch.no_grad():
             data = inputs.to(device) if not isinstance(inferer, SlidingWindowInferer) else inputs
             out = inferer(data, predictor) if inferer is not None else predictor(data.to(device))
             return out.float() if isinstance(out, torch.Tensor) else out
