@@ -3,6 +3,7 @@ resampled onto the image."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -63,7 +64,9 @@ def classify(bundle: Bundle, volume: Volume, *, device: str = "auto", explain: b
         raise ModelError(f"'{bundle.name}' expects {bundle.in_channels} input channel(s); "
                          f"the image gives {prepared.shape[0]}")
     batch = prepared.as_tensor()[None].float()
-    logits = yield from infer(model.inferer, batch, model.network, model.device, amp=amp, label="classifying")
+    on_cpu = None if model.device.type == "cpu" else (lambda: loaded_model(bundle, torch.device("cpu")).network)
+    logits = yield from infer(model.inferer, batch, model.network, model.device, amp=amp, label="classifying",
+                              cpu_network=on_cpu)
     logits = logits.reshape(1, -1).cpu().float()
     names = _class_names(bundle, logits.shape[1])
     if logits.shape[1] == 1:
@@ -99,10 +102,13 @@ def _heatmap(bundle, model, prepared, batch, class_index, volume, dims, notes) -
         notes.append("no convolution layer found for Grad-CAM; no heatmap")
         return None
     try:
+        # Grad-CAM hooks its layers for good, turns in-place activations off and leaves gradients
+        # in the parameters: it gets a copy, the cached network is shared by every run.
+        network = copy.deepcopy(model.network)
         with torch.enable_grad():
             # MONAI's default post-processing maps (min, max) to (1, 0) — flipped, for its colour maps;
             # ours keeps the magnitudes (high = where the class evidence is) and scales below.
-            cam = GradCAM(nn_module=model.network, target_layers=layer, postprocessing=_keep)(
+            cam = GradCAM(nn_module=network, target_layers=layer, postprocessing=_keep)(
                 batch.to(model.device).requires_grad_(True), class_idx=class_index)
     except Exception as exc:  # TorchScript modules and exotic networks have no hooks
         notes.append(f"Grad-CAM unavailable for this network ({type(exc).__name__}); no heatmap")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Generator
@@ -9,6 +10,8 @@ from typing import Generator
 import numpy as np
 import torch
 from monai.data.box_utils import clip_boxes_to_image
+from monai.transforms.spatial.functional import convert_box_to_points, convert_points_to_box
+from monai.transforms.utils import apply_affine_to_points
 
 from ..errors import ModelError
 from ..models import Bundle, choose_device
@@ -17,9 +20,6 @@ from ..volume import Volume
 from .convert import run_preprocessing, to_metatensor
 from .progress import Progress
 from .windows import autocast
-
-_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
-
 
 @dataclass
 class DetectedBox:
@@ -35,9 +35,12 @@ class DetectedBox:
 
 @dataclass
 class DetectionResult:
+    """Boxes sorted by score, and the score threshold that kept them (scores above it are kept)."""
+
     boxes: list[DetectedBox]
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    score_threshold: float | None = None
 
 
 def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_threshold: float | None = None,
@@ -53,17 +56,11 @@ def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_thresh
     torch_device = choose_device(device)
     yield Progress(0, 3, f"loading {bundle.name}")
     model = loaded_model(bundle, torch_device)
-    detector = model.detector
     if volume.shape[0] == 1 and bundle.spatial_dims == 3:
         raise ModelError(f"'{bundle.name}' is a 3D detector and the image is 2D (one slice)")
-    threshold = score_threshold if score_threshold is not None else bundle.extras.get("score_threshold")
-    nms = nms_iou if nms_iou is not None else bundle.extras.get("nms_iou")
-    if threshold is not None or nms is not None:
-        detector.set_box_selector_parameters(
-            score_thresh=threshold if threshold is not None else detector.box_selector.score_thresh,
-            nms_thresh=nms if nms is not None else detector.box_selector.nms_thresh,
-            topk_candidates_per_level=detector.box_selector.topk_candidates_per_level,
-            detections_per_img=detector.box_selector.detections_per_img)
+    detector = _detector_for_this_run(model.detector, score_threshold if score_threshold is not None
+                                      else bundle.extras.get("score_threshold"),
+                                      nms_iou if nms_iou is not None else bundle.extras.get("nms_iou"))
     yield Progress(1, 3, "preprocessing")
     data = run_preprocessing(model, {"image": to_metatensor(volume)}, bundle.name)
     prepared = data["image"]
@@ -79,34 +76,46 @@ def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_thresh
     boxes = boxes.numpy()
     labels = outputs[detector.target_label_key].detach().cpu()[keep].numpy()
     scores = outputs[detector.pred_score_key].detach().cpu().float()[keep].numpy()
-    affine = prepared.affine.detach().cpu().double().numpy()
-    found = []
-    for box, label, score in zip(boxes, labels, scores):
-        if threshold is not None and score < threshold:
-            continue
-        found.append(DetectedBox(bundle.labels.get(int(label), f"class {int(label)}"), float(score),
-                                 _box_to_lps(box, affine)))
+    world = _boxes_to_lps(boxes, prepared.affine.detach().cpu().double().numpy())
+    found = [DetectedBox(bundle.labels.get(int(label), f"class {int(label)}"), float(score), box)
+             for box, label, score in zip(world, labels, scores)]
     found.sort(key=lambda b: -b.score)
     yield Progress(3, 3, "done")
-    return DetectionResult(found, time.perf_counter() - start)
+    return DetectionResult(found, time.perf_counter() - start, score_threshold=detector.box_selector.score_thresh)
 
 
-def _box_to_lps(box: np.ndarray, affine_ras: np.ndarray) -> list[float]:
-    """An ``xyzxyz`` voxel box of the preprocessed image -> axis-aligned LPS box in mm.
+def _detector_for_this_run(detector, score_threshold: float | None, nms_iou: float | None):
+    """A shallow copy of the cached detector with this run's box selection (None: the detector's own).
+
+    The copy shares the network, anchor generator and box coder (read, never written, in evaluation)
+    and has its own box selector and anchor cache, so runs never see each other's thresholds.
+    """
+    selector = detector.box_selector
+    run = copy.copy(detector)
+    run.set_box_selector_parameters(
+        score_thresh=selector.score_thresh if score_threshold is None else score_threshold,
+        nms_thresh=selector.nms_thresh if nms_iou is None else nms_iou,
+        topk_candidates_per_level=selector.topk_candidates_per_level,
+        detections_per_img=selector.detections_per_img, apply_sigmoid=selector.apply_sigmoid)
+    return run
+
+
+def _boxes_to_lps(boxes: np.ndarray, affine_ras: np.ndarray) -> list[list[float]]:
+    """``(N, 6)`` ``xyzxyz`` voxel boxes of the preprocessed image -> axis-aligned LPS boxes in mm.
 
     MONAI boxes treat voxel ``i`` as the interval ``[i, i + 1)`` (a mask over voxels
     ``i..j`` has the box ``[i, j + 1]``) while the affine maps voxel centres, hence ``- 0.5``.
+    All eight corners are mapped, so a box stays enclosing on an oblique grid.
     """
-    low, high = box[:3] - 0.5, box[3:] - 0.5
-    corners = np.array([[c[0], c[1], c[2]] for c in np.array(np.meshgrid(*zip(low, high))).T.reshape(-1, 3)])
-    world = (affine_ras[:3, :3] @ corners.T).T + affine_ras[:3, 3]
-    world *= _RAS_TO_LPS
-    return [float(v) for v in (*world.min(axis=0), *world.max(axis=0))]
+    if len(boxes) == 0:
+        return []
+    corners = convert_box_to_points(torch.as_tensor(boxes - 0.5), "xyzxyz")         # (N, 8, 3)
+    world = apply_affine_to_points(corners, torch.as_tensor(np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_ras))
+    return convert_points_to_box(world).tolist()
 
 
 def box_to_index_zyx(volume: Volume, box_world) -> tuple[np.ndarray, np.ndarray]:
     """The box's extent in the volume's continuous (z, y, x) indices: ``(low, high)``."""
-    low, high = np.asarray(box_world[:3]), np.asarray(box_world[3:])
-    corners = np.array(np.meshgrid(*zip(low, high))).T.reshape(-1, 3)
+    corners = convert_box_to_points(torch.tensor([box_world], dtype=torch.float64), "xyzxyz")[0].numpy()
     index = volume.world_to_index(corners)[:, ::-1]
     return index.min(axis=0), index.max(axis=0)

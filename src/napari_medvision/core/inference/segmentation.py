@@ -21,7 +21,7 @@ from ..volume import Volume
 from .cleanup import channel_argmax, remove_small_components
 from .convert import run_preprocessing, to_metatensor, to_zyx
 from .progress import Progress
-from .windows import infer
+from .windows import for_this_run, infer
 
 log = logging.getLogger(__name__)
 _EPS = 1e-6
@@ -80,7 +80,7 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
     if bundle.spatial_dims == 3 and volume.shape[0] == 1:
         raise ModelError(f"'{bundle.name}' is a 3D model and the image is 2D (one slice)")
     inferer = _inferer(bundle, model.inferer, overlap, sw_batch_size)
-    network = _network_for(bundle, model, inferer, backend, notes)
+    network = (_network_for(bundle, model, inferer, backend, notes), _on_cpu(bundle, model, inferer, backend, notes))
     passes = _flips(bundle.spatial_dims) if (tta or uncertainty) else [()]
 
     if bundle.spatial_dims == 2:
@@ -120,8 +120,11 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
     return result
 
 
-def _segment_one(bundle, model, network, image, inferer, passes, amp, label, want_probs):
-    """Labels (and probabilities) of one MetaTensor, back in its own grid."""
+def _segment_one(bundle, model, networks, image, inferer, passes, amp, label, want_probs):
+    """Labels (and probabilities) of one MetaTensor, back in its own grid.
+
+    ``networks``: the network for the model's device, and a callable giving one on the CPU (or None).
+    """
     data = run_preprocessing(model, {"image": image}, bundle.name)
     prepared = data["image"]
     if prepared.shape[0] != bundle.in_channels:
@@ -134,7 +137,8 @@ def _segment_one(bundle, model, network, image, inferer, passes, amp, label, wan
         batch = prepared.as_tensor()[None] if isinstance(prepared, MetaTensor) else prepared[None]
         batch = torch.flip(batch, flip) if flip else batch
         step = f"{label}, pass {number + 1}/{len(passes)}" if len(passes) > 1 else label
-        logits = yield from infer(inferer, batch, network, model.device, amp=amp, label=step)
+        logits = yield from infer(inferer, batch, networks[0], model.device, amp=amp, label=step,
+                                  cpu_network=networks[1])
         logits = (torch.flip(logits, flip) if flip else logits).cpu().float()
         total_logits = logits
         if len(passes) > 1 or want_probs:   # one plain pass needs no extra softmax over the whole grid
@@ -181,6 +185,14 @@ def _network_for(bundle, model, inferer, backend: str, notes: list[str]):
         return model.network
     notes.append(f"windows run by {backend}")
     return network
+
+
+def _on_cpu(bundle, model, inferer, backend, notes):
+    """For a GPU run, the last resort after running out of GPU memory: a callable giving the network of a
+    CPU build (cached on its own; the GPU model stays as it is). None on the CPU."""
+    if model.device.type == "cpu":
+        return None
+    return lambda: _network_for(bundle, loaded_model(bundle, torch.device("cpu")), inferer, backend, notes)
 
 
 def _postprocess(model, data, dims) -> np.ndarray:
@@ -237,14 +249,10 @@ def _activate(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _inferer(bundle: Bundle, inferer, overlap, sw_batch_size):
-    if isinstance(inferer, SlidingWindowInferer):
-        if overlap is not None:
-            inferer.overlap = overlap
-        if sw_batch_size is not None:
-            inferer.sw_batch_size = sw_batch_size
-        if "mode" not in (bundle.config.get("inferer") or {}):
-            inferer.mode = "gaussian"
-    return inferer
+    """This run's sliding window: the bundle's, with the run's overlap and windows per batch, Gaussian
+    blending unless the bundle names a mode. A new inferer: the cached model's is shared by every run."""
+    mode = None if "mode" in (bundle.config.get("inferer") or {}) else "gaussian"
+    return for_this_run(inferer, overlap=overlap, sw_batch_size=sw_batch_size, mode=mode)
 
 
 def _flips(spatial_dims: int) -> list[tuple[int, ...]]:

@@ -8,6 +8,8 @@ cancelled) the next window raises and the thread ends before the generator does.
 from __future__ import annotations
 
 import contextlib
+import copy
+import inspect
 import logging
 import math
 import threading
@@ -18,7 +20,7 @@ from typing import Callable, Generator, Sequence
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from ..errors import CancelledError
+from ..errors import CancelledError, ModelError
 from ..priority import background_priority
 from .progress import Progress
 
@@ -45,40 +47,87 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+def for_this_run(inferer, **settings):
+    """A new sliding-window inferer: ``inferer``'s class and parameters, ``settings`` (None: keep) replacing some.
+
+    A built model is cached and shared by every run (and thread), so a run's overlap, windows per
+    batch, blend mode or devices go into an inferer of its own; ``inferer`` itself never changes.
+    Anything that is not a ``SlidingWindowInferer`` is returned as it is (it has no such settings).
+    """
+    if not isinstance(inferer, SlidingWindowInferer):
+        return inferer
+    params = {name: getattr(inferer, name) for name in _parameters(type(inferer)) if hasattr(inferer, name)}
+    params["roi_size"] = getattr(inferer, "orig_roi_size", inferer.roi_size)  # SliceInferer rewrites roi_size
+    params.update({key: value for key, value in settings.items() if value is not None})
+    same_weights = params["mode"] == inferer.mode and params["sigma_scale"] == inferer.sigma_scale
+    cached = getattr(inferer, "roi_weight_map", None)
+    try:
+        fresh = type(inferer)(**params, cache_roi_weight_map=cached is not None and not same_weights)
+    except TypeError:  # a subclass whose constructor takes other arguments: a shallow copy then
+        fresh = copy.copy(inferer)
+        for key, value in params.items():
+            setattr(fresh, key, value)
+        fresh.roi_weight_map = None
+    if same_weights and cached is not None:
+        fresh.roi_weight_map = cached  # the window weights of the same mode and size, computed once
+    return fresh
+
+
+def _parameters(kind: type) -> list[str]:
+    """Constructor arguments of a ``SlidingWindowInferer`` class (a subclass's own, then the base's)."""
+    names = []
+    for cls in (kind, SlidingWindowInferer):
+        for name, p in inspect.signature(cls.__init__).parameters.items():
+            if p.kind is p.POSITIONAL_OR_KEYWORD and name not in ("self", "cache_roi_weight_map", *names):
+                names.append(name)
+    return names
+
+
 def infer(inferer, inputs: torch.Tensor, network: Callable, device: torch.device, *, amp: bool = True,
-          label: str = "inference") -> Generator[Progress, None, torch.Tensor]:
+          label: str = "inference", cpu_network: Callable[[], Callable] | None = None,
+          ) -> Generator[Progress, None, torch.Tensor]:
     """``inferer(inputs, network)`` with progress; on CUDA OOM retry smaller, then stitch on CPU.
+
+    The retries run inferers of their own (:func:`for_this_run`): ``inferer`` is left as it was,
+    so the next run starts from the bundle's settings again.
 
     Args:
         inferer: a MONAI inferer (``SlidingWindowInferer`` reports per window) or None.
         inputs: ``(B, C, *spatial)``.
+        cpu_network: gives the network on the CPU, for the last resort after a GPU out-of-memory
+            (the GPU network is cached and stays where it is); without it that case raises.
 
     Returns:
         The network output for ``inputs`` (on the CPU for stitched runs).
+
+    Raises:
+        ModelError: the GPU ran out of memory and no ``cpu_network`` was given.
     """
-    if isinstance(inferer, SlidingWindowInferer):
-        inferer.sw_device = inferer.sw_device or device   # windows on the model's device
-        inferer.device = inferer.device or device         # stitching there too, unless moved below
     attempts = [{}]
-    if device.type == "cuda" and isinstance(inferer, SlidingWindowInferer):
-        attempts += [{"sw_batch_size": 1}, {"sw_batch_size": 1, "device": torch.device("cpu")}]
+    if isinstance(inferer, SlidingWindowInferer):
+        # windows on the model's device, stitching there too (unless the bundle says otherwise)
+        attempts = [{"sw_device": inferer.sw_device or device, "device": inferer.device or device}]
+        if device.type == "cuda":
+            attempts += [{**attempts[0], "sw_batch_size": 1},
+                         {**attempts[0], "sw_batch_size": 1, "device": torch.device("cpu")}]
     for number, overrides in enumerate(attempts):
-        for key, value in overrides.items():
-            setattr(inferer, key, value)
         try:
-            return (yield from _run_once(inferer, inputs, network, device, amp, label))
+            return (yield from _run_once(for_this_run(inferer, **overrides), inputs, network, device, amp, label))
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if number + 1 == len(attempts):
                 break
             nxt = attempts[number + 1]
-            note = ("GPU out of memory: retrying one window at a time" if "device" not in nxt
+            note = ("GPU out of memory: retrying one window at a time" if nxt.get("device") == device
                     else "GPU out of memory: retrying with stitching on the CPU")
             log.warning(note)
             yield Progress(0, 1, note)
-    network_cpu = network.to("cpu") if hasattr(network, "to") else network
+    if cpu_network is None:
+        raise ModelError("the GPU ran out of memory for this image; run it on the CPU (device 'cpu')")
     yield Progress(0, 1, "GPU out of memory: running on the CPU")
-    return (yield from _run_once(inferer, inputs.cpu(), network_cpu, torch.device("cpu"), False, label))
+    cpu = torch.device("cpu")
+    return (yield from _run_once(for_this_run(inferer, sw_device=cpu, device=cpu), inputs.cpu(), cpu_network(),
+                                 cpu, False, label))
 
 
 def _run_once(inferer, inputs, network, device, amp, label):

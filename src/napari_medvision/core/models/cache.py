@@ -1,4 +1,9 @@
-"""Built models kept between runs, so re-running on the next study skips instantiation."""
+"""Built models kept between runs, so re-running on the next study skips instantiation.
+
+A cached model is shared by every later run and thread, so no run writes to it: per-run
+settings (overlap, windows per batch, blend mode, devices, OOM fallbacks, box thresholds) go
+into objects of that run's own (``inference.windows.for_this_run``, a per-run detector copy).
+"""
 
 from __future__ import annotations
 
