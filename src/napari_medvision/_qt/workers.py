@@ -10,7 +10,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from ..core.errors import MedvisionError
-from ..core.priority import background_priority
+from ..core.priority import on_own_thread
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,15 @@ def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_er
 
     ``on_progress`` gets each :class:`Progress` on the GUI thread. ``worker.quit()``
     stops it at the next yield; the engine is then closed in the background so its
-    compute ends after the current window without holding up the GUI.
+    compute ends after the current window without holding up the GUI. The engine's steps
+    run on a thread of their own at a lower CPU priority, so the viewer gets a core first
+    and napari's pooled worker thread keeps its priority (core/priority.py).
     """
+    engine = on_own_thread(generator)
 
     def run():
         try:
-            with background_priority():  # the viewer gets a core first (core/priority.py)
-                return (yield from generator)
+            return (yield from engine)
         except RuntimeError as exc:
             # superqt's GeneratorWorker takes a RuntimeError for a deleted worker and ends
             # without "errored" or "finished"; torch and MONAI raise RuntimeError for real
@@ -77,7 +79,7 @@ def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_er
             raise EngineFailure(root_cause(exc)) from exc
 
     def close_engine():
-        threading.Thread(target=generator.close, name="medvision-cancel", daemon=True).start()
+        threading.Thread(target=engine.close, name="medvision-cancel", daemon=True).start()
 
     connect = {"yielded": on_progress, "returned": on_result,
                "aborted": [close_engine] + ([on_aborted] if on_aborted else []),
@@ -92,8 +94,9 @@ _WARMED = threading.Event()
 
 def warm_up_in_background() -> None:
     """Once per process, in a background thread, when a dock opens: first-use imports (MONAI's
-    component scan, napari's result layer types) and the CUDA probe, then freeze the garbage
-    collector's long-lived objects, so neither stalls the GUI in the middle of a first run."""
+    component scan, napari's result layer types) and the CUDA probe, so none of them stalls the
+    GUI in the middle of a first run. Nothing process-wide is changed (the garbage collector is
+    napari's and the user's: no ``gc.freeze``)."""
     if _WARMED.is_set():
         return
     _WARMED.set()
@@ -101,8 +104,6 @@ def warm_up_in_background() -> None:
 
 
 def _warm_up() -> None:
-    import gc
-
     import numpy as np
     from napari.layers import Labels, Shapes
 
@@ -112,8 +113,3 @@ def _warm_up() -> None:
     Labels(np.zeros((1, 2, 2), np.uint8), features={"index": [0], "name": ["x"]})
     Shapes([np.zeros((4, 3))], shape_type="rectangle", features={"label": ["x"], "score": [0.5]},
            text={"string": "{label} {score:.2f}"})
-    # torch, MONAI and napari leave millions of long-lived objects; a full garbage collection
-    # over them takes ~0.3 s with the GIL held. Collect once now and move the survivors out of
-    # the collector's sight, so no full collection stalls the GUI in the middle of a run.
-    gc.collect()
-    gc.freeze()

@@ -2,19 +2,51 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 
-@functools.cache
 def public_file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (``mkstemp`` makes it 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    """The mode a plain ``open()`` would give a new file now (``mkstemp`` makes it 0600)."""
+    return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it.
+
+    ``os.umask`` can only read the mask by setting another one, and every thread's new files get
+    the other one meanwhile; Linux reports the mask in ``/proc/self/status``. Elsewhere: the mask
+    this module found when imported (read once then, under a lock).
+    """
+    return _umask_from_proc() if _UMASK_AT_IMPORT is None else _UMASK_AT_IMPORT
+
+
+def _umask_from_proc() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import() -> int | None:
+    """None where ``/proc`` tells it (read it each time then), else the mask now."""
+    if _umask_from_proc() is not None:
+        return None
+    with _LOCK:
+        umask = os.umask(0o077)  # the strict mask for the instant, should another thread create a file
+        os.umask(umask)
+    return umask
+
+
+_LOCK = threading.Lock()
+_UMASK_AT_IMPORT = _umask_at_import()
 
 
 def write_json_atomic(path: str | Path, data) -> None:
