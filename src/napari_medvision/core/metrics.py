@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+from monai.metrics import compute_roc_auc
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks; NaN when both are empty."""
+    """Dice of two boolean masks; NaN when both are empty.
+
+    Plain numpy on purpose: MONAI's ``compute_dice`` gives the same value (it scores two empty
+    masks 1) in float32 and takes 15-20x longer on the CPU (0.5 s against 0.03 s for a
+    6.5 M-voxel mask), which ``medvision evaluate`` would pay per label and case.
+    """
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     total = a.sum() + b.sum()
     return float("nan") if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
@@ -25,11 +32,8 @@ def label_volumes_ml(labels: np.ndarray, spacing, names: dict[int, str]) -> dict
 
 
 def roc_auc(scores, truth) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties counted half)."""
-    scores, truth = np.asarray(scores, float), np.asarray(truth, bool)
-    positives, negatives = scores[truth], scores[~truth]
-    if len(positives) == 0 or len(negatives) == 0:
+    """Area under the ROC curve (MONAI's ``compute_roc_auc``: ties count half); NaN without both classes."""
+    truth = np.asarray(truth, bool)
+    if truth.all() or not truth.any():
         return float("nan")
-    greater = (positives[:, None] > negatives[None, :]).sum()
-    ties = (positives[:, None] == negatives[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
+    return float(compute_roc_auc(torch.as_tensor(np.asarray(scores, np.float64)), torch.as_tensor(truth, dtype=torch.int64)))

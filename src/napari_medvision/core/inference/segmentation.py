@@ -101,7 +101,7 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
         raise ModelError(f"the model's postprocessing returned shape {labels.shape}, "
                          f"not the image's {volume.shape}; it must invert its resampling (Invertd)")
     if min_component_mm3 > 0:
-        labels = remove_small_components(labels, min_component_mm3 / float(np.prod(volume.spacing)))
+        labels = remove_small_components(labels, min_component_mm3, volume.spacing)
     label_volume = volume.with_array(_compact(labels), model=bundle.name)
     result = SegmentationResult(label_volume, dict(bundle.labels), notes=notes)
     if probs is not None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import struct
 import zlib
 from pathlib import Path
+
+import nibabel
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 
 from ..errors import UnreadableFileError
 
@@ -13,55 +17,32 @@ _CHUNK = 1 << 20
 
 
 def check_nifti_complete(path: Path) -> None:
-    """Raise unless the file holds every voxel byte its header promises.
+    """Raise unless the file holds every voxel byte its header promises (NIfTI-1 or -2, as nibabel reads it).
+
+    Files nibabel does not take for NIfTI are left to ITK's own errors.
 
     Raises:
         UnreadableFileError: the file (or its gzip stream) ends early.
     """
-    compressed = path.name.lower().endswith(".gz")
-    try:
-        if compressed:
-            with gzip.open(path, "rb") as stream:
-                header = stream.read(548)
-                available = len(header) + _count_rest(stream)
-        else:
-            with open(path, "rb") as stream:
-                header = stream.read(548)
-            available = path.stat().st_size
+    try:  # the stream first: a gzip that ends early is truncated, however much of the header survived
+        available = _gzip_length(path) if path.name.lower().endswith(".gz") else path.stat().st_size
     except (EOFError, OSError, zlib.error):
         raise UnreadableFileError(f"'{path.name}' is truncated: its compressed data ends early") from None
-    expected = _expected_bytes(header)
-    if expected is not None and available < expected:
+    try:
+        voxels = nibabel.load(path).dataobj  # an ArrayProxy: the header is read, the voxels are not
+    except (ImageFileError, HeaderDataError, EOFError, OSError):
+        return
+    expected = int(voxels.offset) + int(np.prod(voxels.shape)) * np.dtype(voxels.dtype).itemsize
+    if available < expected:
         raise UnreadableFileError(
             f"'{path.name}' is truncated: the header promises {expected} bytes, the file holds {available}"
         )
 
 
-def _count_rest(stream) -> int:
+def _gzip_length(path: Path) -> int:
+    """Bytes in the decompressed stream, read through in 1 MiB pieces (nothing kept)."""
     total = 0
-    while chunk := stream.read(_CHUNK):
-        total += len(chunk)
+    with gzip.open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            total += len(chunk)
     return total
-
-
-def _expected_bytes(header: bytes) -> int | None:
-    """Voxel offset plus voxel bytes from a NIfTI-1 or NIfTI-2 header (None if unrecognised)."""
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
-            dims = struct.unpack(endian + "8h", header[40:56])
-            offset = int(struct.unpack(endian + "f", header[108:112])[0])
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
-            dims = struct.unpack(endian + "8q", header[16:80])
-            offset = struct.unpack(endian + "q", header[168:176])[0]
-            break
-    else:
-        return None
-    if not 1 <= dims[0] <= 7 or bitpix <= 0:
-        return None
-    voxels = 1
-    for n in dims[1 : dims[0] + 1]:
-        voxels *= max(int(n), 1)
-    return max(offset, 348) + voxels * bitpix // 8
