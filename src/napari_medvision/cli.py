@@ -105,7 +105,10 @@ def cmd_infer(args) -> int:
         if args.output and result.heatmap is not None:
             write_volume(result.heatmap, args.output)
     else:
-        record.update(boxes=[box.to_dict() for box in result.boxes], seconds=round(result.seconds, 3))
+        record.update(boxes=[box.to_dict() for box in result.boxes], score_threshold=result.score_threshold,
+                      seconds=round(result.seconds, 3))
+        if not args.json:
+            print(f"kept {len(result.boxes)} boxes scoring above {result.score_threshold:g}", file=sys.stderr)
         if args.output:
             from .core._atomic import write_json_atomic
 
