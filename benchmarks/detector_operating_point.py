@@ -69,9 +69,11 @@ def main() -> None:
     shipped = min((r for r in grid if r["fp_per_case"] <= args.fp_per_case), key=lambda r: r["threshold"])
     print(f"validation seeds: {len(seeds)} cases ({SEED=}, after {TRAIN_CASES} training seeds)")
     print(f"{'threshold':>9} {'boxes/case':>10} {'FP/case':>8} {'nodules':>8} {'lesions':>8}")
-    shown = [r for n, r in enumerate(rows) if r is chosen or r["threshold"] == 0.3 or (
-        r["fp_per_case"] <= 3 * args.fp_per_case and (n + 1 == len(rows) or rows[n + 1]["fp_per_case"] != r["fp_per_case"]
-                                                      or rows[n + 1]["nodule_sensitivity"] != r["nodule_sensitivity"]))]
+    def changes(n: int) -> bool:   # the last row before FP/case or sensitivity change
+        return n + 1 == len(rows) or any(rows[n + 1][k] != rows[n][k] for k in ("fp_per_case", "nodule_sensitivity"))
+
+    shown = [r for n, r in enumerate(rows)
+             if r is chosen or r["threshold"] == 0.3 or (r["fp_per_case"] <= 3 * args.fp_per_case and changes(n))]
     for r in shown:
         mark = "  <- FROC point" if r is chosen else ""
         print(f"{r['threshold']:9.4f} {r['boxes_per_case']:10.2f} {r['fp_per_case']:8.2f} "

@@ -36,4 +36,5 @@ def roc_auc(scores, truth) -> float:
     truth = np.asarray(truth, bool)
     if truth.all() or not truth.any():
         return float("nan")
-    return float(compute_roc_auc(torch.as_tensor(np.asarray(scores, np.float64)), torch.as_tensor(truth, dtype=torch.int64)))
+    scores = torch.as_tensor(np.asarray(scores, np.float64))
+    return float(compute_roc_auc(scores, torch.as_tensor(truth, dtype=torch.int64)))

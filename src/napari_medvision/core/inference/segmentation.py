@@ -80,7 +80,7 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
     if bundle.spatial_dims == 3 and volume.shape[0] == 1:
         raise ModelError(f"'{bundle.name}' is a 3D model and the image is 2D (one slice)")
     inferer = _inferer(bundle, model.inferer, overlap, sw_batch_size)
-    network = (_network_for(bundle, model, inferer, backend, notes), _on_cpu(bundle, model, inferer, backend, notes))
+    networks = (_network_for(bundle, model, inferer, backend, notes), _on_cpu(bundle, model, inferer, backend, notes))
     passes = _flips(bundle.spatial_dims) if (tta or uncertainty) else [()]
 
     if bundle.spatial_dims == 2:
@@ -88,13 +88,13 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
             notes.append(f"2D model: segmented slice by slice ({volume.shape[0]} slices)")
         slices = []
         for k in range(volume.shape[0]):
-            item = yield from _segment_one(bundle, model, network, to_metatensor(volume, k), inferer, passes, amp,
+            item = yield from _segment_one(bundle, model, networks, to_metatensor(volume, k), inferer, passes, amp,
                                            f"slice {k + 1}/{volume.shape[0]}", keep_probabilities or uncertainty)
             slices.append(item)
         labels = np.stack([s[0] for s in slices])
         probs = np.stack([s[1] for s in slices], axis=1) if slices[0][1] is not None else None
     else:
-        labels, probs = yield from _segment_one(bundle, model, network, to_metatensor(volume), inferer, passes, amp,
+        labels, probs = yield from _segment_one(bundle, model, networks, to_metatensor(volume), inferer, passes, amp,
                                                 "sliding window", keep_probabilities or uncertainty)
 
     if labels.shape != volume.shape:

@@ -117,8 +117,7 @@ def infer(inferer, inputs: torch.Tensor, network: Callable, device: torch.device
             torch.cuda.empty_cache()
             if number + 1 == len(attempts):
                 break
-            nxt = attempts[number + 1]
-            note = ("GPU out of memory: retrying one window at a time" if nxt.get("device") == device
+            note = ("GPU out of memory: retrying one window at a time" if number == 0
                     else "GPU out of memory: retrying with stitching on the CPU")
             log.warning(note)
             yield Progress(0, 1, note)
