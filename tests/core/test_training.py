@@ -1,4 +1,4 @@
-"""A few steps of every sample model's training on tiny phantoms (the real runs live in sample_models/)."""
+"""A few steps of every sample model's training on tiny phantoms (the real runs are the shipped sample models)."""
 
 import json
 

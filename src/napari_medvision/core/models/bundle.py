@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 TASKS = ("segmentation", "classification", "detection")
 #: Bundles shipped with the project: trusted to evaluate their own expressions.
-SAMPLE_MODELS_DIR = Path(__file__).resolve().parents[4] / "sample_models"
+SAMPLE_MODELS_DIR = Path(__file__).resolve().parents[2] / "sample_models"
 _DROP_PRE = ("LoadImage", "LoadImaged")
 _DROP_POST = ("SaveImage", "SaveImaged")
 
