@@ -50,3 +50,70 @@ def test_every_manifest_python_name_imports():
     for command in manifest["contributions"]["commands"]:
         module, _, attribute = command["python_name"].partition(":")
         assert callable(getattr(importlib.import_module(module), attribute)), command["id"]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _our_imports(path: Path, modules: set[str]) -> set[str]:
+    """Our modules that ``path`` imports anywhere (function-level imports too): ``from a import b``
+    counts as importing ``a.b`` when that is a module, else ``a``."""
+    name = _module_name(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in modules)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            for alias in node.names:
+                found.update({f"{target}.{alias.name}"} & modules or {target} & modules)
+    return found - {name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: _our_imports(path, set(paths)) for name, path in paths.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index, low, stack, cycles = {}, {}, [], []
+
+    def visit(module):
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = stack[stack.index(module):]
+            del stack[stack.index(module):]
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_import_cycles_are_found():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_among_our_modules():
+    assert import_cycles(import_graph()) == []
+
+
+def test_core_does_not_use_the_sample_recipes():
+    offenders = {module: sorted(m for m in imports if m.startswith("napari_medvision.samples"))
+                 for module, imports in import_graph().items() if module.startswith("napari_medvision.core")}
+    assert not {k: v for k, v in offenders.items() if v}
