@@ -1,14 +1,18 @@
-"""Layering rules: core/ never imports a GUI package; _napari/ never imports Qt.
+"""Layering rules: core/ never imports a GUI package; _napari/ never imports Qt; no import cycles;
+core/ never uses the sample recipes; the light commands (``--help``, ``info``, ``models``) load no
+torch, MONAI or napari.
 
-Checked two ways: statically (every import statement in the source) and at run time
-(importing every core module in a fresh interpreter pulls in no GUI module).
+Checked statically (every import statement in the source) and at run time (a fresh interpreter
+importing every core module, or running a command, and listing what it loaded).
 """
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -117,3 +121,44 @@ def test_core_does_not_use_the_sample_recipes():
     offenders = {module: sorted(m for m in imports if m.startswith("napari_medvision.samples"))
                  for module, imports in import_graph().items() if module.startswith("napari_medvision.core")}
     assert not {k: v for k, v in offenders.items() if v}
+
+
+HEAVY = {"torch", "monai", "napari", "qtpy", "PyQt5", "PyQt6", "vispy"}
+_PROBE = """
+import json, sys
+preload, argv = sys.argv[1], sys.argv[2:]
+if preload:
+    __import__(preload)
+from napari_medvision.cli import main
+try:
+    code = main(argv)
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "heavy": sorted({m.split(".")[0] for m in sys.modules} & %r)}))
+""" % HEAVY
+
+
+def loaded_by(argv: list[str], preload: str = "") -> dict:
+    """Exit status of ``medvision ARGV`` in a fresh interpreter and the heavy packages loaded by its end."""
+    result = subprocess.run([sys.executable, "-c", _PROBE, preload, *argv], capture_output=True, text=True,
+                            check=True, timeout=300)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def nifti(tmp_path) -> Path:
+    import SimpleITK as sitk
+
+    path = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)), str(path))
+    return path
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["info", "NIFTI"], ["info", "NIFTI", "--json"], ["models"],
+                                  ["models", "--json"]])
+def test_light_commands_import_no_torch_monai_or_napari(argv, nifti):
+    assert loaded_by([str(nifti) if a == "NIFTI" else a for a in argv]) == {"code": 0, "heavy": []}
+
+
+def test_the_probe_sees_a_heavy_import():
+    assert loaded_by(["models"], preload="napari_medvision.core.models.cache")["heavy"] == ["torch"]
