@@ -22,7 +22,8 @@ from napari_medvision.core.models import load_bundle
 from napari_medvision.core.phantom import generate_phantom, shift_appearance
 from napari_medvision.core.training import CaseStore
 from napari_medvision.core.training.finetune import FinetuneSettings, evaluate, finetune
-from napari_medvision.core.training.samples import LABELS, PHANTOM
+from napari_medvision.core.phantom import LABELS
+from napari_medvision.samples.common import PHANTOM
 from napari_medvision.core.training.versions import VersionStore
 
 

@@ -143,7 +143,7 @@ def training() -> None:
         widget.image_combo.setCurrentText(f"s{seed}")
         widget.labels_combo.setCurrentText(f"s{seed} labels")
         widget.add_case(f"s{seed}")
-    widget.minutes_spin.setValue(1.0)
+    widget.options["max_minutes"].value = 1.0
     ticker = Ticker()
     ticker.pump(3.0)
     ticker.ticks.clear()

@@ -143,8 +143,8 @@ def finetune_dock() -> None:
         trainer.image_combo.setCurrentText(f"shifted {seed}")
         trainer.labels_combo.setCurrentText(f"shifted {seed} labels")
         trainer.add_case(f"shifted_{seed}")
-    trainer.epochs_spin.setValue(6)
-    trainer.minutes_spin.setValue(2)
+    trainer.options["epochs"].value = 6
+    trainer.options["max_minutes"].value = 2
     trainer.start()
     while trainer.worker is not None:
         QApplication.processEvents()

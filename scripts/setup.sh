@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Set up napari-medvision for use and development: the system libraries napari needs
-# for a (virtual) display, a virtual environment in .venv, and the package with its test extra.
+# for a (virtual) display, a virtual environment in .venv, and the package with its test extra
+# (which brings PyQt6, napari's default Qt binding; `pip install .[pyqt5]` works too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DISPLAY_PACKAGES="xvfb libgl1-mesa-dri libglx-mesa0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0
-  libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0
-  libxcb-cursor0 libdbus-1-3"
+# (Qt 6, the PyQt6 binding of the test extra, also links EGL, fontconfig and GLib.)
+DISPLAY_PACKAGES="xvfb libgl1-mesa-dri libglx-mesa0 libegl1 libfontconfig1 libglib2.0-0 libxkbcommon-x11-0
+  libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0
+  libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3"
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get update -qq
   # shellcheck disable=SC2086

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
+# Qt binding: PyQt6 (the test extra's, napari's default) unless the caller chose one with QT_API.
+# Set before pytest-qt picks its binding (at configure) and before anything imports qtpy, so both
+# agree even where PyQt5 is installed too (qtpy alone would take PyQt5 first).
+if importlib.util.find_spec("PyQt6") is not None:
+    os.environ.setdefault("QT_API", "pyqt6")
+if "QT_API" in os.environ:
+    os.environ.setdefault("PYTEST_QT_API", os.environ["QT_API"])
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

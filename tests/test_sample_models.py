@@ -14,8 +14,9 @@ from napari_medvision.core.metrics import dice_per_label, roc_auc
 from napari_medvision.core.models import find_bundle
 from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
 from napari_medvision.core.phantom import generate_phantom
-from napari_medvision.core.training import classifier_sample, detector_sample, samples
-from napari_medvision.core.training.detector_sample import froc_point
+from napari_medvision.samples import classifier, detector
+from napari_medvision.samples.common import PHANTOM
+from napari_medvision.samples.detector import froc_point
 
 NEW_SEEDS = [424242, 515151, 606060, 717171]
 
@@ -38,7 +39,7 @@ def drain(generator):
 def test_sample_runs_through_medvision_infer(tmp_path, name):
     bundle = sample(name)
     assert bundle.code_findings() == [] or bundle.path.is_relative_to(SAMPLE_MODELS_DIR)
-    image = write_volume(generate_phantom(NEW_SEEDS[0], **samples.PHANTOM).image, tmp_path / "ct.nii.gz")
+    image = write_volume(generate_phantom(NEW_SEEDS[0], **PHANTOM).image, tmp_path / "ct.nii.gz")
     out = tmp_path / ("seg.nii.gz" if bundle.task == "segmentation" else
                       "cam.nii.gz" if bundle.task == "classification" else "boxes.json")
     result = subprocess.run([sys.executable, "-m", "napari_medvision.cli", "infer", "--model", name, "--input",
@@ -55,7 +56,7 @@ def test_segmentation_dice_on_new_seeds(name):
     bundle = sample(name)
     per_case = []
     for seed in NEW_SEEDS + [828282, 939393]:
-        case = generate_phantom(seed, **samples.PHANTOM)
+        case = generate_phantom(seed, **PHANTOM)
         result = drain(segment(bundle, case.image, device="cpu"))
         per_case.append(dice_per_label(result.labels.array, case.label.array, bundle.labels))
     per_label = {name: float(np.nanmean([c[name] for c in per_case])) for name in bundle.labels.values()}
@@ -70,7 +71,7 @@ def test_classifier_auc_on_new_seeds():
     bundle = sample("lesion_classifier")
     scores, truth = [], []
     for seed in range(900_000, 900_060):   # 60 cases: with 16 (5 positives) the AUC swung 0.64..0.9
-        case = generate_phantom(seed, **classifier_sample.CLS_PHANTOM)
+        case = generate_phantom(seed, **classifier.CLS_PHANTOM)
         result = drain(classify(bundle, case.image, device="cpu", explain=False))
         scores.append(result.probabilities["lesion"])
         truth.append(case.lesion_present)
@@ -82,7 +83,7 @@ def test_classifier_gradcam_is_hotter_at_the_lesions():
     bundle = sample("lesion_classifier")
     hotter = []
     for seed in range(910_000, 910_016):
-        case = generate_phantom(seed, **{**classifier_sample.CLS_PHANTOM, "lesion_probability": 1.0})
+        case = generate_phantom(seed, **{**classifier.CLS_PHANTOM, "lesion_probability": 1.0})
         result = drain(classify(bundle, case.image, device="cpu", explain=True))
         if not case.lesions or result.prediction != "lesion":   # the map explains the predicted class
             continue
@@ -103,15 +104,14 @@ def test_detector_sensitivity_at_one_false_positive_per_case():
     bundle = sample("nodule_detector")
     per_case = []
     for seed in range(800_000, 800_008):
-        case = generate_phantom(seed, **detector_sample.DET_PHANTOM)
+        case = generate_phantom(seed, **detector.DET_PHANTOM)
         result = drain(detect(bundle, case.image, device="cpu", score_threshold=0.02))
         per_case.append(([(b.score, b.box_world) for b in result.boxes], case.lesions))
     # The measure: nodules (lung, >= 10 mm) at one false positive per case.
-    assert froc_point(per_case, 1.0, detector_sample.is_nodule) >= 0.70
+    assert froc_point(per_case, 1.0, detector.is_nodule) >= 0.70
 
 
 def test_sample_models_are_small():
-    if not SAMPLE_MODELS_DIR.is_dir():
-        pytest.skip("no sample_models folder")
+    assert SAMPLE_MODELS_DIR.is_dir(), "the sample bundles ship inside the package"
     total = sum(p.stat().st_size for p in SAMPLE_MODELS_DIR.rglob("*") if p.is_file())
     assert total < 40 * 1024 * 1024

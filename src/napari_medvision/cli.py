@@ -149,19 +149,14 @@ def _describe(record: dict) -> str:
 
 
 def cmd_train(args) -> int:
-    from .core.training import samples
+    from .samples import SAMPLES, train_sample
 
     options = {k: v for k, v in (("cases", args.cases), ("epochs", args.epochs), ("max_minutes", args.max_minutes))
                if v is not None}
-    if args.name in samples.SEGMENTATION_SAMPLES:
-        real = Path(args.real_data) if args.real_data else None
-        job = samples.train_segmentation_sample(args.name, args.output, seed=args.seed, device=args.device,
-                                                real_data=real, **options)
-    elif args.name in ("lesion_classifier", "nodule_detector"):
-        job = samples.train_other_sample(args.name, args.output, seed=args.seed, device=args.device, **options)
-    else:
-        raise MedvisionError(f"unknown sample model '{args.name}'; choose ct_organs_unet, ct_organs_unetr, "
-                             "lesion_classifier or nodule_detector")
+    if args.name not in SAMPLES:
+        raise MedvisionError(f"unknown sample model '{args.name}'; choose {', '.join(SAMPLES[:-1])} or {SAMPLES[-1]}")
+    job = train_sample(args.name, args.output, seed=args.seed, device=args.device,
+                       real_data=Path(args.real_data) if args.real_data else None, **options)
     last = None
     while True:
         try:

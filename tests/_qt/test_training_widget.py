@@ -63,14 +63,14 @@ def test_cases_training_versions_and_rollback(widget, qtbot):
     store = widget.store
     assert store.case_ids() == ["case1", "case2", "case3"]
     assert store.read_edits("case1").array.sum() > 0, "the painted liver is recorded as an edit"
-    widget.epochs_spin.setValue(50)
+    widget.options["epochs"].value = 50
     widget.start()
     qtbot.waitUntil(lambda: len(widget.plot.dices) >= 1, timeout=240_000)
     assert widget.plot.losses
     widget.cancel()
     wait(qtbot, widget)
     assert widget.versions().versions() == []
-    widget.epochs_spin.setValue(2)
+    widget.options["epochs"].value = 2
     for _ in range(2):
         widget.start()
         wait(qtbot, widget)
@@ -105,3 +105,15 @@ def test_case_removal_and_reopen(widget, qtbot):
     assert "seven" in widget.viewer.layers and "seven labels" in widget.viewer.layers
     widget.remove_selected_case()
     assert widget.store.case_ids() == [] and widget.case_list.count() == 0
+
+
+def test_the_options_form_is_what_fine_tuning_gets(widget, monkeypatch):
+    from napari_medvision._qt import training_widget
+
+    seen = []
+    monkeypatch.setattr(training_widget, "finetune", lambda bundle, store, versions, settings: seen.append(settings))
+    monkeypatch.setattr(training_widget, "start_engine", lambda job, **handlers: None)   # nothing runs
+    for name, value in {"epochs": 7, "max_minutes": 1.5, "correction_weight": 2.0, "keep_best_on_cancel": True}.items():
+        widget.options[name].value = value
+    widget.start()
+    assert [(s.epochs, s.max_minutes, s.correction_weight, s.keep_best_on_cancel) for s in seen] == [(7, 1.5, 2.0, True)]

@@ -1,29 +1,12 @@
-"""A few steps of every sample model's training on tiny phantoms (the real runs live in sample_models/)."""
-
-import json
+"""The segmentation training loop on tiny synthetic items, and the metrics it reports."""
 
 import numpy as np
 import pytest
 import torch
 
 from napari_medvision.core.metrics import dice, roc_auc
-from napari_medvision.core.models import load_bundle
-from napari_medvision.core.phantom import Lesion
-from napari_medvision.core.training import classifier_sample, detector_sample, samples
-from napari_medvision.core.training.detector_sample import froc_point
 from napari_medvision.core.training.trainer import TrainSettings, train_segmentation
 from tests.conftest import drain
-
-TINY = {"shape": (24, 48, 48), "spacing": (8.0, 8.0, 14.0), "vary_slice_thickness": True}
-
-
-@pytest.fixture
-def tiny_phantoms(monkeypatch):
-    monkeypatch.setattr(samples, "PHANTOM", TINY)
-    monkeypatch.setattr(samples, "SEG_ROI", [32, 32, 16])
-    monkeypatch.setattr(classifier_sample, "CLS_PHANTOM", {**TINY, "lesion_probability": 0.5})
-    monkeypatch.setattr(detector_sample, "DET_PHANTOM", {**TINY, "lesion_probability": 1.0,
-                                                         "lesion_diameter_mm": (14.0, 24.0)})
 
 
 def test_trainer_improves_and_keeps_the_best_epoch():
@@ -53,46 +36,6 @@ def test_trainer_stops_when_closed():
                                    roi_size=(16, 16, 16)), torch.device("cpu"))
     next(generator)
     generator.close()
-
-
-def test_segmentation_sample_training_writes_a_runnable_bundle(tmp_path, tiny_phantoms):
-    out = tmp_path / "unet"
-    steps, metrics = drain(samples.train_segmentation_sample("ct_organs_unet", out, cases=2, val_cases=1,
-                                                             test_cases=1, epochs=1, steps_per_epoch=2,
-                                                             device="cpu"))
-    bundle = load_bundle(out)
-    assert bundle.task == "segmentation" and bundle.labels[3] == "liver"
-    assert bundle.code_findings() == []
-    assert set(metrics["held_out"]["dice"]) == set(bundle.labels.values())
-    card = (out / "docs" / "README.md").read_text()
-    assert "not for diagnosis" in card and "Held-out results" in card
-    assert json.loads((out / "docs" / "metrics.json").read_text())["training"]["epochs_run"] == 1
-
-
-def test_classifier_sample_training(tmp_path, tiny_phantoms, monkeypatch):
-    monkeypatch.setattr(classifier_sample, "CLS_SIZE", [32, 32, 16])
-    _, metrics = drain(classifier_sample.train_classifier(tmp_path / "cls", cases=8, val_cases=4, test_cases=4,
-                                                          crop_steps=2, epochs=1, device="cpu"))
-    assert 0 <= metrics["held_out"]["accuracy"] <= 1
-    assert metrics["training"]["temperature"] > 0
-    assert load_bundle(tmp_path / "cls").task == "classification"
-
-
-def test_detector_sample_training(tmp_path, tiny_phantoms):
-    _, metrics = drain(detector_sample.train_detector(tmp_path / "det", cases=2, val_cases=1, test_cases=1,
-                                                      epochs=1, device="cpu"))
-    assert "nodule_sensitivity_at_1fp_per_case" in metrics["held_out"]
-    assert "lesion_sensitivity_at_1fp_per_case" in metrics["held_out"]
-    assert load_bundle(tmp_path / "det").task == "detection"
-
-
-def test_froc_point_counts_hits_and_false_positives():
-    big = Lesion((0, 0, 0), 12.0, "lung", [0, 0, 0, 12, 12, 12])
-    small = Lesion((50, 0, 0), 6.0, "lung", [47, -3, -3, 53, 3, 3])
-    case = ([(0.9, [1, 1, 1, 11, 11, 11]), (0.8, [100, 100, 100, 110, 110, 110]), (0.7, [48, -2, -2, 52, 2, 2])],
-            [big, small])
-    assert froc_point([case], 1.0) == 1.0
-    assert froc_point([([(0.9, [100, 100, 100, 110, 110, 110]), (0.5, [1, 1, 1, 11, 11, 11])], [big])], 0.5) == 0.0
 
 
 def test_metrics():

@@ -3,6 +3,10 @@ sample U-Net selected (ready to press Run), and the Fine-tune dock."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
+
 PLUGIN = "napari-medvision"
 DEMO_MODEL = "ct_organs_unet"
 
@@ -23,7 +27,19 @@ def open_demo_viewer(show: bool = True):
     return viewer
 
 
+def prefer_qt6() -> None:
+    """Run on PyQt6 where it is installed and no binding was chosen (``QT_API``) or imported yet.
+
+    napari's default binding is PyQt6 and it warns that PyQt5 support is deprecated, but qtpy
+    takes PyQt5 first when both are installed.
+    """
+    chosen = "QT_API" in os.environ or any(m in sys.modules for m in ("PyQt5", "PyQt6", "PySide2", "PySide6"))
+    if not chosen and importlib.util.find_spec("PyQt6") is not None:
+        os.environ["QT_API"] = "pyqt6"
+
+
 def run_demo() -> None:
+    prefer_qt6()
     import napari
 
     open_demo_viewer()

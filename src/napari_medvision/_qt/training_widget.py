@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from magicgui.widgets import CheckBox, FloatSpinBox, SpinBox
 from napari.layers import Image, Labels
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -22,7 +21,6 @@ from qtpy.QtWidgets import (
     QListWidget,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -75,16 +73,13 @@ class TrainingWidget(QWidget):
         self.case_list = QListWidget()
         self.open_button, self.remove_button = QPushButton("Open"), QPushButton("Remove")
         self.model_combo = QComboBox()
-        self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(1, 1000)
-        self.epochs_spin.setValue(20)
-        self.minutes_spin = QDoubleSpinBox()
-        self.minutes_spin.setRange(0.1, 600)
-        self.minutes_spin.setValue(5)
-        self.correction_spin = QDoubleSpinBox()
-        self.correction_spin.setRange(0, 100)
-        self.correction_spin.setValue(4)
-        self.keep_check = QCheckBox("on Cancel, keep the best epoch so far as a version")
+        # magicgui value widgets named as FinetuneSettings' fields: their values are the settings.
+        self.options = {option.name: option for option in (
+            SpinBox(name="epochs", label="Epochs (at most)", min=1, max=1000, value=20),
+            FloatSpinBox(name="max_minutes", label="Minutes (at most)", min=0.1, max=600, value=5),
+            FloatSpinBox(name="correction_weight", label="Edited-voxel weight", min=0, max=100, value=4),
+            CheckBox(name="keep_best_on_cancel", text="on Cancel, keep the best epoch so far as a version"),
+        )}
         self.start_button, self.cancel_button = QPushButton("Start"), QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
@@ -116,10 +111,11 @@ class TrainingWidget(QWidget):
         training = QGroupBox("Fine-tuning")
         tform = QFormLayout(training)
         tform.addRow("Model", self.model_combo)
-        tform.addRow("Epochs (at most)", self.epochs_spin)
-        tform.addRow("Minutes (at most)", self.minutes_spin)
-        tform.addRow("Edited-voxel weight", self.correction_spin)
-        tform.addRow(self.keep_check)
+        for option in self.options.values():   # in the dock's own form, so all fields line up
+            if isinstance(option, CheckBox):
+                tform.addRow(option.native)
+            else:
+                tform.addRow(option.label, option.native)
         row = QHBoxLayout()
         row.addWidget(self.start_button)
         row.addWidget(self.cancel_button)
@@ -286,9 +282,7 @@ class TrainingWidget(QWidget):
         if bundle is None or versions is None:
             report_error(MedvisionError("open a case store and choose a segmentation model first"))
             return None
-        settings = FinetuneSettings(epochs=self.epochs_spin.value(), max_minutes=self.minutes_spin.value(),
-                                    correction_weight=self.correction_spin.value(),
-                                    keep_best_on_cancel=self.keep_check.isChecked())
+        settings = FinetuneSettings(**{name: option.value for name, option in self.options.items()})
         self.plot.clear()
         job = finetune(bundle, self.store, versions, settings)
         self._set_running(True)

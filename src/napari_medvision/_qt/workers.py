@@ -100,6 +100,12 @@ def warm_up_in_background() -> None:
     if _WARMED.is_set():
         return
     _WARMED.set()
+    # pint's unit registry (every napari layer's transform uses it) builds itself on first use and
+    # not thread-safely: a layer made on the GUI thread while the warm-up thread builds it finds it
+    # empty ("'pixel' is not defined"). Build it here first (0.2 s, once; free once a layer exists).
+    import pint
+
+    pint.get_application_registry().pixel  # noqa: B018 - the attribute access builds the registry
     threading.Thread(target=_warm_up, name="medvision-warm-up", daemon=True).start()
 
 

@@ -17,18 +17,19 @@ import pickle
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError, UntrustedCodeError
 from .trust import code_in_config
+
+if TYPE_CHECKING:  # torch loads when a bundle is built, not when one is listed (medvision models)
+    import torch
 
 log = logging.getLogger(__name__)
 
 TASKS = ("segmentation", "classification", "detection")
 #: Bundles shipped with the project: trusted to evaluate their own expressions.
-SAMPLE_MODELS_DIR = Path(__file__).resolve().parents[4] / "sample_models"
+SAMPLE_MODELS_DIR = Path(__file__).resolve().parents[2] / "sample_models"
 _DROP_PRE = ("LoadImage", "LoadImaged")
 _DROP_POST = ("SaveImage", "SaveImaged")
 
@@ -205,6 +206,8 @@ class Bundle:
                            device, detector)
 
     def _network(self, parsed, device: torch.device) -> torch.nn.Module:
+        import torch
+
         weights = self.path / "models" / "model.pt"
         script = self.path / "models" / "model.ts"
         if "network_def" in self.config and weights.is_file():
@@ -261,6 +264,8 @@ def load_weights(network: torch.nn.Module, path: Path) -> None:
         UntrustedCodeError: the file needs full unpickling (it could run code).
         ModelError: keys or shapes that do not fit, naming the first ones.
     """
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

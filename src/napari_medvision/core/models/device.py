@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -15,6 +18,8 @@ def choose_device(requested: str = "auto") -> torch.device:
     Raises:
         ModelError: a forced device this machine does not have.
     """
+    import torch  # here, not at import: listing models or reading a study needs no torch
+
     requested = (requested or "auto").lower()
     if requested not in DEVICES and not requested.startswith("cuda:"):
         raise ModelError(f"unknown device '{requested}'; use one of {', '.join(DEVICES)}")

@@ -30,7 +30,7 @@ from ..inference.convert import to_metatensor
 from ..metrics import dice_per_label
 from ..models import Bundle, choose_device
 from .case_store import CaseStore
-from .samples import train_transforms
+from .augmentation import train_transforms
 from .trainer import TrainSettings, evaluate_items, train_segmentation
 from .versions import ModelVersion, VersionStore
 

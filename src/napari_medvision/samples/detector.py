@@ -9,8 +9,9 @@ from typing import Generator
 import numpy as np
 import torch
 
-from .._atomic import write_json_atomic
-from .samples import PHANTOM, HELD_OUT_SEED, _drain, _seeds, _version, _write_bundle, two_window_steps
+from ..core._atomic import write_json_atomic
+from .common import (HELD_OUT_SEED, PHANTOM, case_seeds, drain, package_version, torch_version, write_bundle,
+                     two_window_steps)
 
 DET_PIXDIM = [4.0, 4.0, 5.0]
 DET_PHANTOM = {**PHANTOM, "lesion_probability": 0.85, "max_lesions": 4, "lesion_diameter_mm": (8.0, 24.0)}
@@ -54,7 +55,7 @@ def bundle_config() -> tuple[dict, dict]:
         "description": "3D RetinaNet (MONAI) with a small ResNet-FPN backbone that boxes lung nodules and "
                        "liver lesions, with scores",
         "authors": "napari-medvision", "intended_use": "Demonstration on synthetic phantoms, not for diagnosis",
-        "monai_version": _version("monai"), "pytorch_version": torch.__version__.split("+")[0],
+        "monai_version": package_version("monai"), "pytorch_version": torch_version(),
         "network_data_format": {"inputs": {"image": {"type": "image", "format": "hounsfield", "modality": "CT",
                                                      "num_channels": 2, "spatial_shape": ["8*n", "8*n", "8*n"],
                                                      "dtype": "float32", "value_range": [0, 1]}},
@@ -82,9 +83,9 @@ def train_detector(output: str | Path, *, cases: int = 120, val_cases: int = 12,
     from monai.bundle import ConfigParser
     from monai.transforms import Compose, RandGaussianNoised, RandScaleIntensityd, RandShiftIntensityd
 
-    from ..inference.convert import to_metatensor
-    from ..models import choose_device
-    from ..phantom import generate_phantom
+    from ..core.inference.convert import to_metatensor
+    from ..core.models import choose_device
+    from ..core.phantom import generate_phantom
 
     torch_device = choose_device(device)
     inference, metadata = bundle_config()
@@ -97,7 +98,7 @@ def train_detector(output: str | Path, *, cases: int = 120, val_cases: int = 12,
     detector.to(torch_device)
     prepare = parser.get_parsed_content("preprocessing")
     prepare.transforms = prepare.transforms[1:]  # no LoadImaged: phantoms come from memory
-    seeds = _seeds(seed, cases + val_cases)
+    seeds = case_seeds(seed, cases + val_cases)
     items = []
     start = time.perf_counter()
     for number, case_seed in enumerate(seeds):
@@ -154,9 +155,9 @@ def train_detector(output: str | Path, *, cases: int = 120, val_cases: int = 12,
         if (time.perf_counter() - start) / 60 > max_minutes:
             break
     detector.network.load_state_dict(best_state)
-    _write_bundle(Path(output), inference, metadata, detector.network)
+    write_bundle(Path(output), inference, metadata, detector.network)
     yield "evaluating on held-out seeds"
-    held_out = evaluate_detector(Path(output), _seeds(seed + HELD_OUT_SEED, test_cases), device=device)
+    held_out = evaluate_detector(Path(output), case_seeds(seed + HELD_OUT_SEED, test_cases), device=device)
     metrics = {"training": {"cases": cases, "cases_with_lesions": len(train), "validation_cases": val_cases,
                             "seed": seed, "best_epoch": best_epoch, "epochs_run": len(history),
                             "minutes": round((time.perf_counter() - start) / 60, 1), "history": history},
@@ -211,7 +212,7 @@ def froc_point(per_case: list[tuple[list[tuple[float, list[float]]], list]], fp_
 
 
 def _sensitivity_at_one_fp(detector, items, device) -> float:
-    from ..phantom import Lesion
+    from ..core.phantom import Lesion
 
     detector.eval()
     per_case = []
@@ -226,17 +227,17 @@ def _sensitivity_at_one_fp(detector, items, device) -> float:
 
 
 def evaluate_detector(folder: Path, seeds, device: str = "auto") -> dict:
-    from ..inference import detect
-    from ..models import load_bundle
-    from ..models.cache import clear
-    from ..phantom import generate_phantom
+    from ..core.inference import detect
+    from ..core.models import load_bundle
+    from ..core.models.cache import clear
+    from ..core.phantom import generate_phantom
 
     clear()
     bundle = load_bundle(folder)
     per_case, seconds = [], []
     for case_seed in seeds:
         case = generate_phantom(int(case_seed), **DET_PHANTOM)
-        result = _drain(detect(bundle, case.image, device=device, score_threshold=0.02))
+        result = drain(detect(bundle, case.image, device=device, score_threshold=0.02))
         seconds.append(result.seconds)
         per_case.append(([(b.score, b.box_world) for b in result.boxes], case.lesions))
     lesions = [l for _, case_lesions in per_case for l in case_lesions]

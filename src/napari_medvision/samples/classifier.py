@@ -9,9 +9,10 @@ from typing import Generator
 import numpy as np
 import torch
 
-from .._atomic import write_json_atomic
-from ..metrics import roc_auc
-from .samples import PHANTOM, HELD_OUT_SEED, _drain, _seeds, _version, _write_bundle, two_window_steps
+from ..core._atomic import write_json_atomic
+from ..core.metrics import roc_auc
+from .common import (HELD_OUT_SEED, PHANTOM, case_seeds, drain, package_version, torch_version, write_bundle,
+                     two_window_steps)
 
 CLS_PIXDIM = [5.6, 5.6, 8.0]
 CLS_SIZE = [64, 64, 40]
@@ -50,7 +51,7 @@ def bundle_config() -> tuple[dict, dict]:
         "description": "Small 3D ResNet that says whether a CT phantom holds a lesion (lung nodule or liver "
                        "lesion), temperature-calibrated, with a Grad-CAM of where it looked",
         "authors": "napari-medvision", "intended_use": "Demonstration on synthetic phantoms, not for diagnosis",
-        "monai_version": _version("monai"), "pytorch_version": torch.__version__.split("+")[0],
+        "monai_version": package_version("monai"), "pytorch_version": torch_version(),
         "network_data_format": {
             "inputs": {"image": {"type": "image", "format": "hounsfield", "modality": "CT", "num_channels": 2,
                                  "spatial_shape": CLS_SIZE, "dtype": "float32", "value_range": [0, 1]}},
@@ -118,9 +119,9 @@ def train_classifier(output: str | Path, *, cases: int = 240, val_cases: int = 4
     from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandScaleIntensityd, RandShiftIntensityd
     from scipy import ndimage
 
-    from ..inference.convert import to_metatensor
-    from ..models import choose_device
-    from ..phantom import LABELS, generate_phantom
+    from ..core.inference.convert import to_metatensor
+    from ..core.models import choose_device
+    from ..core.phantom import LABELS, generate_phantom
 
     torch_device = choose_device(device)
     inference, metadata = bundle_config()
@@ -139,7 +140,7 @@ def train_classifier(output: str | Path, *, cases: int = 240, val_cases: int = 4
         hosts = np.argwhere((label == LABELS["lung"]) | (label == LABELS["liver"])).astype(np.int16)
         return item["image"].as_tensor(), lesions, hosts
 
-    train_seeds, val_seeds = _seeds(seed, cases), _seeds(seed + 1, val_cases)
+    train_seeds, val_seeds = case_seeds(seed, cases), case_seeds(seed + 1, val_cases)
     volumes, components, hosts = [], [], []
     for number, case_seed in enumerate(train_seeds):
         image, comp, host = prepared(case_seed)
@@ -216,9 +217,9 @@ def train_classifier(output: str | Path, *, cases: int = 240, val_cases: int = 4
     network.load_state_dict(best_state)
     temperature = _fit_temperature(_logits(network, val_x, torch_device), val_y)
     _fold_temperature(network, temperature)
-    _write_bundle(Path(output), inference, metadata, network)
+    write_bundle(Path(output), inference, metadata, network)
     yield "evaluating on held-out seeds"
-    held_out = evaluate_classifier(Path(output), _seeds(seed + HELD_OUT_SEED, test_cases), device=device)
+    held_out = evaluate_classifier(Path(output), case_seeds(seed + HELD_OUT_SEED, test_cases), device=device)
     metrics = {"training": {"cases": cases, "with_lesions": int(pool.labels.sum()), "validation_cases": val_cases,
                             "seed": seed, "crop_steps": crop_steps, "best_epoch": best_epoch,
                             "epochs_run": sum(h["epoch"] >= 1 for h in history),
@@ -232,17 +233,17 @@ def train_classifier(output: str | Path, *, cases: int = 240, val_cases: int = 4
 
 def evaluate_classifier(folder: Path, seeds, device: str = "auto") -> dict:
     """AUC, accuracy at 0.5, calibration and Grad-CAM hits on phantoms the model never saw."""
-    from ..inference import classify
-    from ..models import load_bundle
-    from ..models.cache import clear
-    from ..phantom import generate_phantom
+    from ..core.inference import classify
+    from ..core.models import load_bundle
+    from ..core.models.cache import clear
+    from ..core.phantom import generate_phantom
 
     clear()
     bundle = load_bundle(folder)
     scores, truth, seconds, hits, positives = [], [], [], 0, 0
     for case_seed in seeds:
         case = generate_phantom(int(case_seed), **CLS_PHANTOM)
-        result = _drain(classify(bundle, case.image, device=device))
+        result = drain(classify(bundle, case.image, device=device))
         scores.append(result.probabilities["lesion"])
         truth.append(case.lesion_present)
         seconds.append(result.seconds)

@@ -1,36 +1,27 @@
-"""The sample models: their bundle configs, reproducible training on phantoms, held-out metrics.
+"""The segmentation samples (``ct_organs_unet``, ``ct_organs_unetr``): bundle config, training on
+phantoms, held-out metrics and the model card.
 
-``medvision train NAME --output DIR`` (or :func:`train_sample`) regenerates one bundle:
-phantom cases from a seed, MONAI transforms and losses, a fixed held-out split on other
-seeds, the metrics written into the bundle's model card.
+``medvision train NAME --output DIR`` regenerates one bundle: phantom cases from a seed, MONAI
+transforms and losses, a fixed held-out split on other seeds, the metrics written into the card.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from pathlib import Path
 from typing import Generator
 
 import numpy as np
 import torch
 
-from .._atomic import write_json_atomic
-from ..phantom import LABELS
+from ..core._atomic import write_json_atomic
+from ..core.phantom import LABELS
+from .common import HELD_OUT_SEED, PHANTOM, case_seeds, drain, package_version, torch_version, write_bundle
 
-log = logging.getLogger(__name__)
-
-ORGAN_NAMES = {v: k for k, v in LABELS.items()}
 ORGAN_COLORS = {1: "#c8a07850", 2: "#4f9bd9", 3: "#b5473a", 4: "#8e5fbf", 5: "#e6c84f", 6: "#f2f2e6",
                 7: "#39e639"}
 SEG_PIXDIM = [5.0, 5.0, 8.0]
 SEG_ROI = [64, 64, 32]
 CT_WINDOW = {"a_min": -1000.0, "a_max": 1000.0, "b_min": 0.0, "b_max": 1.0, "clip": True}
-#: Phantom settings of the training and held-out cases (variation as in the issue: size,
-#: position, noise, contrast, lesion count, slice thickness).
-PHANTOM = {"shape": (64, 128, 128), "spacing": (2.8, 2.8, 5.0), "vary_slice_thickness": True}
-HELD_OUT_SEED = 10_000
 
 NETWORKS = {
     "ct_organs_unet": {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 8,
@@ -45,20 +36,6 @@ DESCRIPTIONS = {
     "ct_organs_unetr": "Small UNETR vision transformer (12 layers of width 96 on 16-voxel patches) for "
                        "the same organs and lesions, to compare with the U-Net",
 }
-
-
-def two_window_steps(lung=(-1000.0, 400.0), soft_tissue=(-100.0, 250.0)) -> list[dict]:
-    """MONAI steps turning the CT ``image`` into two channels: a lung window and a soft-tissue window
-    (nodules stand out in the first; liver lesions, 40-80 HU darker than liver, only in the second)."""
-    window = {"b_min": 0.0, "b_max": 1.0, "clip": True}
-    return [
-        {"_target_": "CopyItemsd", "keys": "image", "times": 1, "names": "soft_tissue"},
-        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": lung[0], "a_max": lung[1], **window},
-        {"_target_": "ScaleIntensityRanged", "keys": "soft_tissue", "a_min": soft_tissue[0],
-         "a_max": soft_tissue[1], **window},
-        {"_target_": "ConcatItemsd", "keys": ["image", "soft_tissue"], "name": "image"},
-        {"_target_": "DeleteItemsd", "keys": "soft_tissue"},
-    ]
 
 
 def segmentation_preprocessing(keys=("image",), pixdim=SEG_PIXDIM, load=True) -> list[dict]:
@@ -98,8 +75,8 @@ def segmentation_bundle_config(name: str) -> tuple[dict, dict]:
         "description": DESCRIPTIONS[name],
         "authors": "napari-medvision",
         "intended_use": "Demonstration on synthetic phantoms, not for diagnosis",
-        "monai_version": _version("monai"),
-        "pytorch_version": torch.__version__.split("+")[0],
+        "monai_version": package_version("monai"),
+        "pytorch_version": torch_version(),
         "network_data_format": {
             "inputs": {"image": {"type": "image", "format": "hounsfield", "modality": "CT", "num_channels": 1,
                                  "spatial_shape": SEG_ROI, "dtype": "float32", "value_range": [0, 1],
@@ -117,8 +94,8 @@ def segmentation_bundle_config(name: str) -> tuple[dict, dict]:
 
 def phantom_items(seeds, keys_transform, progress=None) -> list[dict]:
     """Generated phantom cases run through the training preprocessing (cached in memory)."""
-    from ..inference.convert import to_metatensor
-    from ..phantom import generate_phantom
+    from ..core.inference.convert import to_metatensor
+    from ..core.phantom import generate_phantom
 
     items = []
     for number, seed in enumerate(seeds):
@@ -127,47 +104,6 @@ def phantom_items(seeds, keys_transform, progress=None) -> list[dict]:
         if progress:
             progress(number + 1, len(seeds))
     return items
-
-
-def train_transforms(roi=SEG_ROI, keys=("image", "label")):
-    """MONAI augmentation: crops around foreground, small affine, intensity jitter and noise.
-
-    ``keys[0]`` is the image, ``keys[1]`` the label; any further keys (edit masks) follow the
-    label's geometry. No left-right flips: they would put the liver on the spleen's side.
-    """
-    from monai.transforms import (
-        Compose,
-        RandAffined,
-        RandCropByPosNegLabeld,
-        RandGaussianNoised,
-        RandScaleIntensityd,
-        RandShiftIntensityd,
-        SpatialPadd,
-    )
-
-    keys = list(keys)
-    modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
-    return Compose([
-        SpatialPadd(keys, spatial_size=roi),
-        RandCropByPosNegLabeld(keys, label_key=keys[1], spatial_size=roi, pos=3, neg=1, num_samples=2),
-        RandAffined(keys, prob=0.3, rotate_range=(0.1, 0.1, 0.1), scale_range=(0.1, 0.1, 0.1),
-                    mode=modes, padding_mode="border"),
-        RandScaleIntensityd(keys[0], factors=0.1, prob=0.5),
-        RandShiftIntensityd(keys[0], offsets=0.05, prob=0.5),
-        RandGaussianNoised(keys[0], prob=0.2, std=0.01),
-    ])
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    try:
-        return version(package)
-    except Exception:  # noqa: BLE001 - a missing distribution only blanks a card field
-        return ""
-
-
-SEGMENTATION_SAMPLES = tuple(NETWORKS)
 
 
 def train_segmentation_sample(name: str, output: str | Path, *, cases: int = 24, val_cases: int = 4,
@@ -180,12 +116,13 @@ def train_segmentation_sample(name: str, output: str | Path, *, cases: int = 24,
     """
     from monai.bundle import ConfigParser
 
-    from ..models import choose_device, load_bundle
-    from ..models.cache import clear
-    from .trainer import TrainSettings, train_segmentation
+    from ..core.models import choose_device, load_bundle
+    from ..core.models.cache import clear
+    from ..core.training.augmentation import train_transforms
+    from ..core.training.trainer import TrainSettings, train_segmentation
 
     if name not in NETWORKS:
-        raise ValueError(f"unknown segmentation sample {name!r}; choose one of {SEGMENTATION_SAMPLES}")
+        raise ValueError(f"unknown segmentation sample {name!r}; choose one of {tuple(NETWORKS)}")
     output = Path(output)
     torch_device = choose_device(device)
     inference, metadata = segmentation_bundle_config(name)
@@ -193,7 +130,7 @@ def train_segmentation_sample(name: str, output: str | Path, *, cases: int = 24,
     network = ConfigParser({"n": inference["network_def"]}).get_parsed_content("n")
     keys_transform = ConfigParser({"p": {"_target_": "Compose", "transforms": segmentation_preprocessing(
         ("image", "label"), load=False)}}).get_parsed_content("p")
-    seeds = _seeds(seed, cases + val_cases)
+    seeds = case_seeds(seed, cases + val_cases)
     items = []
     for number, item_seed in enumerate(seeds):
         items.extend(phantom_items([item_seed], keys_transform))
@@ -201,13 +138,13 @@ def train_segmentation_sample(name: str, output: str | Path, *, cases: int = 24,
     settings = TrainSettings(max_epochs=epochs, max_minutes=max_minutes, steps_per_epoch=steps_per_epoch,
                              roi_size=SEG_ROI, seed=seed, patience=8)
     result = yield from train_segmentation(network, items[:cases], items[cases:], len(LABELS), settings,
-                                           torch_device, train_transforms())
+                                           torch_device, train_transforms(SEG_ROI))
     network.load_state_dict(result.best_state)
-    _write_bundle(output, inference, metadata, network)
+    write_bundle(output, inference, metadata, network)
     clear()
     yield "evaluating on held-out seeds"
     bundle = load_bundle(output)
-    evaluation = evaluate_segmentation_bundle(bundle, _seeds(seed + HELD_OUT_SEED, test_cases), device=device)
+    evaluation = evaluate_segmentation_bundle(bundle, case_seeds(seed + HELD_OUT_SEED, test_cases), device=device)
     metrics = {
         "training": {"cases": cases, "validation_cases": val_cases, "seed": seed, "seeds": [int(s) for s in seeds],
                      "best_epoch": result.best_epoch, "epochs_run": len(result.history),
@@ -224,14 +161,14 @@ def train_segmentation_sample(name: str, output: str | Path, *, cases: int = 24,
 
 def evaluate_segmentation_bundle(bundle, seeds, device: str = "auto") -> dict:
     """Dice per label and CPU seconds per case of a bundle on phantoms it never saw."""
-    from ..inference import segment
-    from ..metrics import dice_per_label
-    from ..phantom import generate_phantom
+    from ..core.inference import segment
+    from ..core.metrics import dice_per_label
+    from ..core.phantom import generate_phantom
 
     per_case, seconds = [], []
     for case_seed in seeds:
         case = generate_phantom(int(case_seed), **PHANTOM)
-        result = _drain(segment(bundle, case.image, device=device))
+        result = drain(segment(bundle, case.image, device=device))
         seconds.append(result.seconds)
         per_case.append(dice_per_label(result.labels.array, case.label.array, bundle.labels))
     names = list(bundle.labels.values())
@@ -243,15 +180,15 @@ def evaluate_segmentation_bundle(bundle, seeds, device: str = "auto") -> dict:
 
 def real_scan_report(bundle, folder: Path) -> list[dict]:
     """What the phantom-trained model does on the real (MR) scans: labelled volumes and lesion Dice."""
-    from ..inference import segment
-    from ..io import read_label_for, read_volume
-    from ..metrics import dice_per_label
+    from ..core.inference import segment
+    from ..core.io import read_label_for, read_volume
+    from ..core.metrics import dice_per_label
 
     report = []
     for image_path in sorted(folder.glob("*_image.nrrd")):
         label_path = image_path.with_name(image_path.name.replace("_image", "_label"))
         image = read_volume(image_path)
-        result = _drain(segment(bundle, image, device="cpu"))
+        result = drain(segment(bundle, image, device="cpu"))
         entry = {"scan": image_path.name, "volumes_ml": result.volumes_ml}
         if label_path.exists():
             tumour = read_label_for(image, label_path).array > 0
@@ -310,40 +247,3 @@ Regenerate with `medvision train {name} --output DIR`.
 CPU inference: {held_out['seconds_per_case']} s per case (2 cores, torch backend, end to end).
 
 {real_section}"""
-
-
-def _write_bundle(output: Path, inference: dict, metadata: dict, network: torch.nn.Module) -> None:
-    (output / "configs").mkdir(parents=True, exist_ok=True)
-    (output / "models").mkdir(exist_ok=True)
-    (output / "docs").mkdir(exist_ok=True)
-    write_json_atomic(output / "configs" / "inference.json", inference)
-    write_json_atomic(output / "configs" / "metadata.json", metadata)
-    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
-    temp = output / "models" / ".model.pt.tmp"
-    torch.save(state, temp)
-    temp.replace(output / "models" / "model.pt")
-
-
-def _seeds(seed: int, count: int) -> list[int]:
-    return [int(s) for s in np.random.SeedSequence(seed).generate_state(count)]
-
-
-def _drain(generator):
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
-
-
-def train_other_sample(name: str, output, **options):
-    """Classifier and detector samples (their own modules)."""
-    if name == "lesion_classifier":
-        from .classifier_sample import train_classifier
-
-        return train_classifier(output, **{k: v for k, v in options.items() if k != "real_data"})
-    if name == "nodule_detector":
-        from .detector_sample import train_detector
-
-        return train_detector(output, **{k: v for k, v in options.items() if k != "real_data"})
-    raise ValueError(f"unknown sample model {name!r}")

@@ -1,0 +1,108 @@
+"""The sample recipes: a few steps of each on tiny phantoms (the full runs are the shipped sample
+models), and the shipped bundles are what the recipes write (same configs, same seeds)."""
+
+import json
+
+import pytest
+
+from napari_medvision.core.models import load_bundle
+from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
+from napari_medvision.core.phantom import Lesion
+from napari_medvision.samples import SAMPLES, SEGMENTATION_SAMPLES, classifier, detector, segmentation, train_sample
+from napari_medvision.samples.common import case_seeds
+from napari_medvision.samples.detector import froc_point
+from tests.conftest import drain
+
+TINY = {"shape": (24, 48, 48), "spacing": (8.0, 8.0, 14.0), "vary_slice_thickness": True}
+
+
+@pytest.fixture
+def tiny_phantoms(monkeypatch):
+    monkeypatch.setattr(segmentation, "PHANTOM", TINY)
+    monkeypatch.setattr(segmentation, "SEG_ROI", [32, 32, 16])
+    monkeypatch.setattr(classifier, "CLS_PHANTOM", {**TINY, "lesion_probability": 0.5})
+    monkeypatch.setattr(detector, "DET_PHANTOM", {**TINY, "lesion_probability": 1.0,
+                                                  "lesion_diameter_mm": (14.0, 24.0)})
+
+
+def test_segmentation_sample_training_writes_a_runnable_bundle(tmp_path, tiny_phantoms):
+    out = tmp_path / "unet"
+    steps, metrics = drain(segmentation.train_segmentation_sample("ct_organs_unet", out, cases=2, val_cases=1,
+                                                                  test_cases=1, epochs=1, steps_per_epoch=2,
+                                                                  device="cpu"))
+    bundle = load_bundle(out)
+    assert bundle.task == "segmentation" and bundle.labels[3] == "liver"
+    assert bundle.code_findings() == []
+    assert set(metrics["held_out"]["dice"]) == set(bundle.labels.values())
+    card = (out / "docs" / "README.md").read_text()
+    assert "not for diagnosis" in card and "Held-out results" in card
+    assert json.loads((out / "docs" / "metrics.json").read_text())["training"]["epochs_run"] == 1
+
+
+def test_classifier_sample_training(tmp_path, tiny_phantoms, monkeypatch):
+    monkeypatch.setattr(classifier, "CLS_SIZE", [32, 32, 16])
+    _, metrics = drain(classifier.train_classifier(tmp_path / "cls", cases=8, val_cases=4, test_cases=4,
+                                                   crop_steps=2, epochs=1, device="cpu"))
+    assert 0 <= metrics["held_out"]["accuracy"] <= 1
+    assert metrics["training"]["temperature"] > 0
+    assert load_bundle(tmp_path / "cls").task == "classification"
+
+
+def test_detector_sample_training(tmp_path, tiny_phantoms):
+    _, metrics = drain(detector.train_detector(tmp_path / "det", cases=2, val_cases=1, test_cases=1,
+                                               epochs=1, device="cpu"))
+    assert "nodule_sensitivity_at_1fp_per_case" in metrics["held_out"]
+    assert "lesion_sensitivity_at_1fp_per_case" in metrics["held_out"]
+    assert load_bundle(tmp_path / "det").task == "detection"
+
+
+def test_froc_point_counts_hits_and_false_positives():
+    big = Lesion((0, 0, 0), 12.0, "lung", [0, 0, 0, 12, 12, 12])
+    small = Lesion((50, 0, 0), 6.0, "lung", [47, -3, -3, 53, 3, 3])
+    case = ([(0.9, [1, 1, 1, 11, 11, 11]), (0.8, [100, 100, 100, 110, 110, 110]), (0.7, [48, -2, -2, 52, 2, 2])],
+            [big, small])
+    assert froc_point([case], 1.0) == 1.0
+    assert froc_point([([(0.9, [100, 100, 100, 110, 110, 110]), (0.5, [1, 1, 1, 11, 11, 11])], [big])], 0.5) == 0.0
+
+
+CONFIGS = {"ct_organs_unet": lambda: segmentation.segmentation_bundle_config("ct_organs_unet"),
+           "ct_organs_unetr": lambda: segmentation.segmentation_bundle_config("ct_organs_unetr"),
+           "lesion_classifier": classifier.bundle_config, "nodule_detector": detector.bundle_config}
+_VERSIONS = ("monai_version", "pytorch_version")   # of whatever is installed when the recipe runs
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_the_recipes_write_the_shipped_configs(name):
+    inference, metadata = json.loads(json.dumps(CONFIGS[name]()))
+    shipped = SAMPLE_MODELS_DIR / name / "configs"
+    assert inference == json.loads((shipped / "inference.json").read_text(encoding="utf-8"))
+    shipped_metadata = json.loads((shipped / "metadata.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in metadata.items() if k not in _VERSIONS} == \
+        {k: v for k, v in shipped_metadata.items() if k not in _VERSIONS}
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_the_shipped_models_came_from_the_recipes_seeds(name):
+    metrics = json.loads((SAMPLE_MODELS_DIR / name / "docs" / "metrics.json").read_text(encoding="utf-8"))
+    training, held_out = metrics["training"], metrics["held_out"]
+    assert held_out["seeds"] == case_seeds(training["seed"] + 10_000, len(held_out["seeds"]))
+    if name in SEGMENTATION_SAMPLES:
+        assert training["seeds"] == case_seeds(training["seed"], training["cases"] + training["validation_cases"])
+
+
+def test_train_sample_picks_each_recipe():
+    assert SEGMENTATION_SAMPLES == tuple(segmentation.NETWORKS)
+    recipes = {name: train_sample(name, "unused", seed=0).gi_code.co_name for name in SAMPLES}
+    assert recipes == {"ct_organs_unet": "train_segmentation_sample", "ct_organs_unetr": "train_segmentation_sample",
+                       "lesion_classifier": "train_classifier", "nodule_detector": "train_detector"}
+    with pytest.raises(ValueError, match="unknown sample model"):
+        train_sample("resnet", "unused")
+
+
+def test_medvision_train_refuses_an_unknown_sample(capsys):
+    from napari_medvision.cli import main
+
+    assert main(["train", "resnet", "--output", "unused"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: unknown sample model 'resnet'; choose ct_organs_unet, ct_organs_unetr, lesion_classifier or "
+        "nodule_detector"]
