@@ -19,6 +19,7 @@ from napari_medvision.core.models import trust_store
 from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
 from napari_medvision.core.phantom import generate_phantom
 from tests.bundles import spleen_bundle, unet_bundle
+from tests.zoo_configs import zoo_configs
 
 CPU = torch.device("cpu")
 
@@ -337,3 +338,14 @@ def test_models_json_shows_every_finding(tmp_path, monkeypatch, capsys):
     assert {"name", "task", "path", "labels", "description"} <= set(records["risky"])
     assert cli.main(["models"]) == 0
     assert "scripts.inferer.MyInferer" in capsys.readouterr().out
+
+
+# --- zoo-like configs -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(zoo_configs()))
+def test_zoo_like_config_verdict(tmp_path, name):
+    config, runs_untrusted = zoo_configs()[name]
+    folder = tmp_path / name
+    (folder / "configs").mkdir(parents=True)
+    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    findings = load_bundle(folder).code_findings()
+    assert (findings == []) == runs_untrusted, findings
