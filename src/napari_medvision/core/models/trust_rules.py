@@ -66,17 +66,18 @@ _PROTECTED = {"len": None, "int": None, "float": None, _REFS: None, "__builtins_
 
 # --- components -------------------------------------------------------------------
 def is_unknown(path: str) -> bool:
-    """Whether ``path`` names nothing MONAI could find (the build fails then; nothing runs).
+    """Whether ``path`` is a misspelt class name: a MONAI / torch.nn path that names nothing, or a bare
+    name that is neither a builtin nor a module (the build then fails naming the key; nothing runs).
 
-    Only the top-level name is looked for (``find_spec`` runs no module code).
+    A dotted name elsewhere (``scripts.net.Net``) is never "unknown": it may become importable.
+    Only the top-level module is looked for (``find_spec`` runs no module code).
     """
-    top = path.split(".")[0]
-    if not top.isidentifier() or hasattr(builtins, top):
-        return False
     if path.startswith(LOCATABLE):
         return target_problem(path) == "not found"
+    if not path.isidentifier() or hasattr(builtins, path):
+        return False
     try:
-        return importlib.util.find_spec(top) is None
+        return importlib.util.find_spec(path) is None
     except (ImportError, ValueError):
         return False
 
