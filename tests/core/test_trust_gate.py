@@ -6,6 +6,7 @@ samples and the public spleen bundle build untrusted.
 """
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -178,17 +179,26 @@ def test_nested_macros(tmp_path, marker):
     assert_gate_holds(folder, marker, "network_def::out_channels")
 
 
-def test_import_of_a_module_that_is_not_a_library(tmp_path, marker, monkeypatch):
-    (tmp_path / "side_effect_mod.py").write_text(f"open(r'{marker}', 'w').close()\n")
+@pytest.fixture
+def importable(tmp_path, monkeypatch):
+    """A folder on sys.path whose modules are imported afresh by each test."""
     monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("side_effect_mod", "fake_len"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    yield tmp_path
+    for name in ("side_effect_mod", "fake_len"):
+        sys.modules.pop(name, None)
+
+
+def test_import_of_a_module_that_is_not_a_library(tmp_path, marker, importable):
+    (importable / "side_effect_mod.py").write_text(f"open(r'{marker}', 'w').close()\n")
     def edit(config):  # MONAI imports every import statement on the first lookup, used key or not
         config["imports"].append("$import side_effect_mod")
     assert_gate_holds(evil_bundle(tmp_path, edit), marker, "side_effect_mod")
 
 
-def test_import_rebinding_a_name_expressions_use(tmp_path, marker, monkeypatch):
-    (tmp_path / "fake_len.py").write_text(f"def len(x):\n    open(r'{marker}', 'w').close()\n    return 3\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_import_rebinding_a_name_expressions_use(tmp_path, marker, importable):
+    (importable / "fake_len.py").write_text(f"def len(x):\n    open(r'{marker}', 'w').close()\n    return 3\n")
     def edit(config):
         config["imports"].append("$from fake_len import len")
         config["network_def"]["out_channels"] = "$len([1, 2, 3])"
