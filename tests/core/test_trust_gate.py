@@ -16,7 +16,7 @@ from napari_medvision import cli
 from napari_medvision.core.errors import ModelError, UntrustedCodeError
 from napari_medvision.core.io import write_volume
 from napari_medvision.core.models import load_bundle
-from napari_medvision.core.models import trust_store
+from napari_medvision.core.models import trust_rules, trust_store
 from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
 from napari_medvision.core.phantom import generate_phantom
 from tests.bundles import spleen_bundle, unet_bundle
@@ -359,3 +359,93 @@ def test_zoo_like_config_verdict(tmp_path, name):
     (folder / "configs" / "inference.json").write_text(json.dumps(config))
     findings = load_bundle(folder).code_findings()
     assert (findings == []) == runs_untrusted, findings
+
+
+# --- the rules, one by one ---------------------------------------------------------------------
+@pytest.mark.parametrize("expression", [
+    "3", "'text'", "None", "True", "[1.5, 1.5, 2.0]", "(1, 2)", "{'a': 1, 'b': [2]}", "{1, 2}", "-1 + 2 * 3 / 4",
+    "7 // 2 % 3", "not False", "1 < 2 <= 3 != 4", "1 if 2 > 1 else 0", "True and False or None",
+    "__local_refs['x']", "__local_refs['x'][0]", "__local_refs['x'][1:2]", "len(__local_refs['x'])",
+    "int('3')", "float(__local_refs['x'])", "'a' + __local_refs['suffix']", "torch.float32", "np.uint8",
+    "numpy.inf", "'x' in ['x']", "None is None", "{**__local_refs['d']}",
+])
+def test_data_only_expressions(expression):
+    assert trust_rules.expression_problem(expression) is None
+
+
+@pytest.mark.parametrize("expression, shown", [
+    ("open('f', 'w')", "open('f', 'w')"), ("__import__('os')", "__import__('os')"), ("lambda x: x", "lambda"),
+    ("[i for i in range(3)]", "for i in"), ("abs(-1)", "abs(-1)"), ("len(x=1)", "len(x=1)"),
+    ("len(*__local_refs['a'])", "len(*"), ("2 ** 100", "2 ** 100"), ("1 << 3", "1 << 3"),
+    ("__local_refs['net'].to('cpu')", ".to("), ("torch.device", "torch.device"), ("np.load", "np.load"),
+    ("np.__class__", "np.__class__"), ("os.float32", "os.float32"), ("[1][0]", "[1][0]"), ("name", "name"),
+    ("f'{1}'", "f'"), ("(y := 1)", ":="), ("__local_refs[0]", "__local_refs[0]"), ("[open('f')]", "open('f')"),
+    ("__local_refs['x'][abs(1)]", "abs(1)"), ("1 @ 2", "1 @ 2"), ("~1", "~1"),
+])
+def test_expressions_that_are_code(expression, shown):
+    problem = trust_rules.expression_problem(expression)
+    assert problem is not None and problem.startswith("computes ") and shown in problem
+
+
+def test_a_syntax_error_is_not_data():
+    assert trust_rules.expression_problem("1 +") == "is not a Python expression"
+
+
+@pytest.mark.parametrize("statement", ["import os", "import numpy as np", "import torch", "import monai.bundle",
+                                       "from os import path", "import glob, subprocess"])
+def test_harmless_imports(statement):
+    assert trust_rules.import_problem(statement) is None
+
+
+@pytest.mark.parametrize("statement, why", [
+    ("import scripts", "imports 'scripts'"), ("from scripts.net import Net", "imports 'scripts.net'"),
+    ("from . import net", "bundle's own folder"), ("import subprocess", "imports 'subprocess'"),
+    ("import os as np", "binds the name 'np'"), ("from os import system as len", "binds the name 'len'"),
+    ("import numpy as torch", "binds the name 'torch'"), ("from numpy import float32 as numpy", "'numpy'"),
+    ("x = 1", "not an import"), ("import (", "not an import"),
+])
+def test_imports_that_need_trust(statement, why):
+    problem = trust_rules.import_problem(statement)
+    assert problem is not None and why in problem
+
+
+@pytest.mark.parametrize("path", [
+    "monai.networks.nets.UNet", "monai.networks.nets.resnet.ResNet", "torch.nn.Conv3d", "torch.nn.Sequential",
+    "monai.networks.blocks.backbone_fpn_utils.BackboneWithFPN", "monai.transforms.Spacingd",
+    "monai.transforms.Compose", "monai.inferers.SlidingWindowInferer", "monai.inferers.SimpleInferer",
+    "monai.apps.detection.networks.retinanet_detector.RetinaNetDetector",
+    "monai.apps.detection.networks.retinanet_network.resnet_fpn_feature_extractor",
+    "monai.apps.detection.transforms.dictionary.ClipBoxToImaged",
+])
+def test_allowed_components(path):
+    assert trust_rules.target_problem(path) is None
+
+
+@pytest.mark.parametrize("path, why", [
+    ("open", "not a MONAI or torch.nn component"), ("builtins.eval", "not a MONAI"),
+    ("monai.utils.misc.run_cmd", "not a MONAI"), ("monai.bundle.scripts.run", "not a MONAI"),
+    ("monai.transforms.Lambdad", "allow-list"), ("monai.transforms.LoadImaged", "allow-list"),
+    ("monai.transforms.SaveImage", "allow-list"), ("monai.transforms.TorchVisiond", "allow-list"),
+    ("monai.transforms.DataStatsd", "allow-list"), ("monai.transforms.utils.rescale_array", "allow-list"),
+    ("monai.networks.nets.resnet.resnet10", "allow-list"), ("monai.inferers.PatchInferer", "allow-list"),
+    ("torch.nn.functional.relu", "allow-list"), ("torch.nn.Parameter", "allow-list"),
+    ("monai.networks.nets.UNet.__init__", "allow-list"), ("monai.transforms.io.array.Path", "allow-list"),
+    ("monai.networks.nets.NoSuchNet", "not found"), ("torch.nn.modules.conv.os.system", "not found"),
+])
+def test_refused_components(path, why):
+    problem = trust_rules.target_problem(path)
+    assert problem is not None and why in problem
+
+
+def test_unknown_names_are_left_to_fail_the_build():
+    assert trust_rules.is_unknown("NoSuchNet") and trust_rules.is_unknown("monai.networks.nets.NoSuchNet")
+    assert not trust_rules.is_unknown("open") and not trust_rules.is_unknown("os")
+    assert not trust_rules.is_unknown("scripts_not_here.net.Net") and not trust_rules.is_unknown("UNet.x")
+
+
+def test_fetching_arguments():
+    problems = trust_rules.argument_problems({"pretrained": True, "pretrained_backbone": False, "weights_url": "u",
+                                              "ssl_weights_path": "p", "cache_dir": "d", "dropout_path_rate": 0.1,
+                                              "spatial_dims": 3, "config_file": "c"})
+    assert problems == [f"argument '{k}' makes it download or read files"
+                        for k in ("pretrained", "weights_url", "ssl_weights_path", "cache_dir", "config_file")]

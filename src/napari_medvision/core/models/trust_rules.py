@@ -176,7 +176,7 @@ def _offending(node: ast.AST) -> ast.AST | None:
         return node
     for child in children:
         if child is not None and (bad := _offending(child)) is not None:
-            return node if isinstance(bad, _OPERATORS + (ast.Starred,)) else bad
+            return node if isinstance(bad, (ast.operator, ast.unaryop, ast.cmpop, ast.boolop, ast.Starred)) else bad
     return None
 
 
