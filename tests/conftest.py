@@ -21,6 +21,12 @@ if "QT_API" in os.environ:
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _own_trust_store(tmp_path_factory, monkeypatch):
+    """Trust remembered by a test goes to a file of its own, never to the user's settings folder."""
+    monkeypatch.setenv("MEDVISION_TRUST_FILE", str(tmp_path_factory.mktemp("trust") / "trusted_bundles.json"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """``../shared/data`` beside the repository; skips when a fresh clone has none."""

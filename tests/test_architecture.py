@@ -154,10 +154,18 @@ def nifti(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["info", "NIFTI"], ["info", "NIFTI", "--json"], ["models"],
-                                  ["models", "--json"]])
+@pytest.mark.parametrize("argv", [["--help"], ["info", "NIFTI"], ["info", "NIFTI", "--json"]])
 def test_light_commands_import_no_torch_monai_or_napari(argv, nifti):
     assert loaded_by([str(nifti) if a == "NIFTI" else a for a in argv]) == {"code": 0, "heavy": []}
+
+
+@pytest.mark.parametrize("argv", [["models"], ["models", "--json"]])
+def test_models_listing_imports_no_gui(argv):
+    """``models`` judges each bundle's trust with MONAI's own config parser (so MONAI and torch load),
+    but never napari or Qt."""
+    loaded = loaded_by(argv)
+    assert loaded["code"] == 0
+    assert not set(loaded["heavy"]) & {"napari", "qtpy", "PyQt5", "PyQt6", "vispy"}
 
 
 def test_the_probe_sees_a_heavy_import():

@@ -75,6 +75,32 @@ def cmd_models(args) -> int:
     for record in records:
         labels = ", ".join(record["labels"].values())
         print(f"{record['name']:<32} {record['task']:<15} {labels}\n{'':<32} {record['path']}")
+        print(f"{'':<32} {_trust_line(record)}")
+        for finding in record["trust_findings"]:
+            print(f"{'':<34}- {finding}")
+    return 0
+
+
+def _trust_line(record: dict) -> str:
+    if not record["needs_trust"]:
+        return "runs no code of its own (no trust needed)"
+    return "needs trust (trusted: remembered)" if record["trusted"] else "needs trust (--trust, or Trust in the dock):"
+
+
+def cmd_trust(args) -> int:
+    from .core.models import trust_store
+
+    if args.trust_command == "list":
+        records = trust_store.trusted_bundles()
+        if args.json:
+            print(json.dumps(records))
+        for record in records if not args.json else ():
+            print(f"{record['hash'][:16]}  {record['name']:<32} {record['trusted_at']}  {record['path']}")
+        if not records and not args.json:
+            print(f"no trusted bundles in {trust_store.trust_file()}")
+        return 0
+    for record in trust_store.revoke(args.target):
+        print(f"revoked {record['name']} ({record['hash'][:16]})")
     return 0
 
 
@@ -268,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the models the registry finds")
     models.add_argument("--json", action="store_true")
     models.set_defaults(run=cmd_models)
+
+    trust = commands.add_parser("trust", help="bundles trusted in the Run-model dock (remembered by content hash)")
+    trust_commands = trust.add_subparsers(dest="trust_command", required=True, parser_class=_Parser)
+    trust_list = trust_commands.add_parser("list", help="every remembered bundle")
+    trust_list.add_argument("--json", action="store_true")
+    trust_revoke = trust_commands.add_parser("revoke", help="forget the trust given to a bundle")
+    trust_revoke.add_argument("target", metavar="NAME|HASH", help="bundle name, or content hash (8+ characters)")
+    trust.set_defaults(run=cmd_trust)
 
     infer = commands.add_parser("infer", help="run a model (segmentation, classification or detection)")
     infer.add_argument("--model", required=True, help="registry name or bundle folder")

@@ -92,7 +92,7 @@ def test_untrusted_bundle_asks_before_running(setup, qtbot, tmp_path, monkeypatc
     viewer, widget, _ = setup
     folder = threshold_bundle(tmp_path / "needs_trust")
     config = json.loads((folder / "configs" / "inference.json").read_text())
-    config["network_def"]["kernel_size"] = "$1"
+    config["network_def"]["kernel_size"] = "$abs(1)"  # a call: needs trust
     (folder / "configs" / "inference.json").write_text(json.dumps(config))
     asked = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.Yes)

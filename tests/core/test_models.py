@@ -16,7 +16,7 @@ from tests.bundles import classifier_bundle, detector_bundle, unet_bundle
 def test_expression_in_a_used_part_needs_trust(tmp_path):
     folder = unet_bundle(tmp_path / "risky")
     config = json.loads((folder / "configs" / "inference.json").read_text())
-    config["network_def"]["channels"] = "$[4, 8]"
+    config["network_def"]["channels"] = "$list(range(4, 12, 4))"  # a call: code, not data
     (folder / "configs" / "inference.json").write_text(json.dumps(config))
     bundle = load_bundle(folder)
     with pytest.raises(UntrustedCodeError, match=r"network_def::channels.*--trust"):
@@ -148,5 +148,7 @@ def test_device_choice():
 def test_summary_record(tmp_path):
     summary = load_bundle(unet_bundle(tmp_path / "u")).summary()
     assert summary["task"] == "segmentation" and summary["labels"] == {"1": "liver", "2": "lung"}
-    assert set(summary) == {"name", "task", "path", "labels", "description"}
+    assert set(summary) == {"name", "task", "path", "labels", "description", "needs_trust", "trust_findings",
+                            "trusted"}
+    assert summary["needs_trust"] is False and summary["trust_findings"] == []
     assert np.isscalar(summary["description"])

@@ -26,10 +26,10 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import MedvisionError, UntrustedCodeError
 from ..core.inference import run_model
-from ..core.models import Bundle, list_bundles, load_bundle
+from ..core.models import Bundle, list_bundles, load_bundle, trust_store
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
-from .workers import report_error, start_engine, warm_up_in_background
+from .workers import report_error, start_engine, start_worker, warm_up_in_background
 
 
 class InferenceWidget(QWidget):
@@ -54,6 +54,11 @@ class InferenceWidget(QWidget):
         self.add_model_button = QPushButton("Add model folder…")
         self.card = QLabel()
         self.card.setWordWrap(True)
+        self.trust_label = QLabel()
+        self.trust_label.setWordWrap(True)
+        self.trust_check = QCheckBox("Trust this model's code (remembered for these exact files)")
+        self.trust_check.setEnabled(False)
+        self._trust_shown: tuple[Bundle, list[str], bool] | None = None
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda", "mps"])
         self.overlap_spin = QDoubleSpinBox()
@@ -94,6 +99,8 @@ class InferenceWidget(QWidget):
         row.addWidget(self.add_model_button)
         form.addRow("Model", row)
         form.addRow(self.card)
+        form.addRow(self.trust_label)
+        form.addRow(self.trust_check)
         form.addRow("Device", self.device_combo)
 
         options = QGroupBox("Options")
@@ -172,6 +179,31 @@ class InferenceWidget(QWidget):
         intended = bundle.metadata.get("intended_use", "")
         self.card.setText(f"<b>{bundle.display_name}</b> — {bundle.task}<br>labels: {labels}<br>"
                           f"{bundle.description}<br><i>{intended}</i>")
+        self._show_trust(bundle)
+
+    # --- trust ------------------------------------------------------------------
+    def _show_trust(self, bundle: Bundle) -> None:
+        """Check the bundle in a worker (MONAI's first lookup imports for seconds), then show the findings."""
+        self._trust_shown = None
+        self.trust_check.setEnabled(False)
+        self.trust_check.setChecked(bundle.trusted)
+        self.trust_label.setText("checking what this model would run…")
+        start_worker(_trust_state, bundle, on_result=lambda state: self._on_trust_state(bundle, *state),
+                     description="Checking model")
+
+    def _on_trust_state(self, bundle: Bundle, findings: list[str], remembered: bool) -> None:
+        if bundle is not self.selected_bundle():
+            return  # the user has chosen another model meanwhile
+        self._trust_shown = (bundle, findings, remembered)
+        if not findings:
+            self.trust_label.setText("Runs no code of its own: no trust needed.")
+            self.trust_check.setChecked(False)
+            return
+        items = "".join(f"<li>{_escape(f)}</li>" for f in findings)
+        self.trust_label.setText(f"<b>Runs code of its own</b> ({len(findings)}):<ul>{items}</ul>"
+                                 "Tick Trust only if you trust where this bundle came from.")
+        self.trust_check.setEnabled(True)
+        self.trust_check.setChecked(bundle.trusted or remembered)
 
     # --- running --------------------------------------------------------------
     def run(self, trusted: bool = False):
@@ -181,8 +213,8 @@ class InferenceWidget(QWidget):
         if layer is None or bundle is None:
             report_error(MedvisionError("choose an image layer and a model first"))
             return None
-        if trusted:
-            bundle.trusted = True
+        trusted = trusted or self.trust_check.isChecked()
+        bundle.trusted = trusted
         try:
             volume = layer_volume(layer)
         except MedvisionError as exc:
@@ -193,7 +225,8 @@ class InferenceWidget(QWidget):
                        tta=self.tta_check.isChecked(), keep_probabilities=self.probabilities_check.isChecked(),
                        uncertainty=self.uncertainty_check.isChecked(), min_component_mm3=self.cleanup_spin.value(),
                        score_threshold=self.score_spin.value() or None, explain=self.explain_check.isChecked())
-        engine = _with_layers(run_model(bundle, volume, **options), bundle, volume)
+        engine = _with_layers(_with_trust(run_model(bundle, volume, **options), bundle, self._forget(bundle)),
+                              bundle, volume)
         self._set_running(True)
         self.worker = start_engine(engine, on_progress=self._on_progress,
                                    on_result=lambda outcome: self._on_result(*outcome, bundle),
@@ -201,6 +234,11 @@ class InferenceWidget(QWidget):
                                    on_finished=lambda: self._set_running(False))
         self.status.setText(f"running {bundle.name} on {layer.name}…")
         return self.worker
+
+    def _forget(self, bundle: Bundle) -> bool:
+        """Whether the user unticked Trust on a bundle whose trust was remembered."""
+        shown = self._trust_shown
+        return shown is not None and shown[0] is bundle and shown[2] and not bundle.trusted
 
     def cancel(self) -> None:
         if self.worker is not None:
@@ -230,6 +268,7 @@ class InferenceWidget(QWidget):
                 self, "Trust this model?",
                 f"{exc}\n\nRun it only if you trust where this bundle came from. Run it now?")
             if answer == QMessageBox.Yes:
+                self.trust_check.setChecked(True)
                 self.run(trusted=True)
             return
         report_error(exc)
@@ -250,6 +289,25 @@ class InferenceWidget(QWidget):
         for r, (name, value) in enumerate(rows):
             self.table.setItem(r, 0, QTableWidgetItem(name))
             self.table.setItem(r, 1, QTableWidgetItem(value))
+
+
+def _trust_state(bundle: Bundle) -> tuple[list[str], bool]:
+    """(findings, whether trust is remembered for the bundle's present content), off the GUI thread."""
+    findings = bundle.trust_findings()
+    return findings, bool(findings) and trust_store.is_trusted(bundle.path)
+
+
+def _with_trust(engine, bundle: Bundle, forget: bool):
+    """The engine, after remembering (or forgetting) the user's trust, in the worker thread (hashing reads files)."""
+    if bundle.trusted and bundle.trust_findings():
+        trust_store.remember(bundle.path, bundle.name)
+    elif forget and trust_store.is_trusted(bundle.path):
+        trust_store.revoke(trust_store.content_hash(bundle.path))
+    return (yield from engine)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _with_layers(engine, bundle: Bundle, volume):

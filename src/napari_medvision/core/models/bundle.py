@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError, UntrustedCodeError
-from .trust import code_in_config
+from . import trust_store
+from .trust import config_findings, expand_config, parse_config
 
 if TYPE_CHECKING:  # torch loads when a bundle is built, not when one is listed (medvision models)
     import torch
@@ -28,10 +30,12 @@ if TYPE_CHECKING:  # torch loads when a bundle is built, not when one is listed 
 log = logging.getLogger(__name__)
 
 TASKS = ("segmentation", "classification", "detection")
-#: Bundles shipped with the project: trusted to evaluate their own expressions.
+#: Bundles shipped with the project (they pass the trust gate on their merits, like any other).
 SAMPLE_MODELS_DIR = Path(__file__).resolve().parents[2] / "sample_models"
-_DROP_PRE = ("LoadImage", "LoadImaged")
-_DROP_POST = ("SaveImage", "SaveImaged")
+_DROP_PRE = ("LoadImage", "LoadImaged", "LoadImageD", "LoadImageDict")
+_DROP_POST = ("SaveImage", "SaveImaged", "SaveImageD", "SaveImageDict")
+#: A transforms value that only names lists: ``"@pre"`` or ``"$@pre + @more"``.
+_REFERENCED_LISTS = re.compile(r"@[\w:]+|\$\s*@[\w:]+(?:\s*\+\s*@[\w:]+)*\s*")
 
 
 @dataclass
@@ -121,9 +125,12 @@ class Bundle:
         return int(self._input_format().get("num_channels", 1))
 
     def summary(self) -> dict:
-        """The ``medvision models --json`` record."""
+        """The ``medvision models --json`` record, with whether it needs trust and why."""
+        findings = self.trust_findings()
         return {"name": self.name, "task": self.task, "path": str(self.path),
-                "labels": {str(k): v for k, v in self.labels.items()}, "description": self.description}
+                "labels": {str(k): v for k, v in self.labels.items()}, "description": self.description,
+                "needs_trust": bool(findings), "trust_findings": findings,
+                "trusted": bool(findings) and trust_store.is_trusted(self.path)}
 
     def _output_format(self) -> dict:
         outputs = self.metadata.get("network_data_format", {}).get("outputs", {})
@@ -140,35 +147,51 @@ class Bundle:
             keys = ["network_def", "preprocessing", "detector", "detector_ops"]
         return [k for k in keys if k in self.config]
 
-    def code_findings(self) -> list[str]:
-        """Why building this bundle would run its author's code (empty: it would not)."""
-        findings = code_in_config(self._stripped_config(), self.used_keys())
+    def code_findings(self, parser=None) -> list[str]:
+        """Why building this bundle would run its author's code (empty: it would not).
+
+        Raises:
+            ModelError: a config MONAI cannot expand or parse (naming the key).
+        """
+        if parser is None:
+            import torch
+
+            parser = self._parser(torch.device("cpu"))
+        findings = [str(f) for f in config_findings(parser, self.used_keys())]
         if (self.path / "scripts").is_dir() and any("scripts" in f for f in findings):
             findings.append("the bundle imports its own scripts/ folder")
         return findings
 
-    def check_trust(self) -> None:
-        """Raise unless the bundle runs no foreign code, is a shipped sample, or is trusted.
+    def trust_findings(self) -> list[str]:
+        """:meth:`code_findings` for display: a config that cannot be checked is one finding, not an error."""
+        try:
+            return self.code_findings()
+        except ModelError as exc:
+            return [f"the config cannot be checked: {exc}"]
+
+    def check_trust(self, parser=None) -> None:
+        """Raise unless the bundle runs no code of its own, or is trusted (now or remembered).
 
         Raises:
-            UntrustedCodeError: naming the first thing that would run.
+            UntrustedCodeError: listing every finding.
         """
-        if self.trusted or _is_sample(self.path):
+        if self.trusted:
             return
-        findings = self.code_findings()
-        if findings:
+        findings = self.code_findings(parser)
+        if findings and not trust_store.is_trusted(self.path):
             raise UntrustedCodeError(
-                f"bundle '{self.name}' runs its own code ({findings[0]}"
-                f"{f' and {len(findings) - 1} more' if len(findings) > 1 else ''}); "
+                f"bundle '{self.name}' runs its own code ({'; '.join(findings)}); "
                 "run it only if you trust its author: --trust on the command line, 'Trust' in the widget"
             )
 
     # --- building ---------------------------------------------------------------
-    def _stripped_config(self) -> dict:
-        config = json.loads(json.dumps(self.config))  # deep copy of plain JSON data
+    def _parser(self, device: torch.device):
+        """MONAI's parser of the expanded config, minus loaders and savers, our keys set: what is
+        checked and then built."""
+        config = expand_config(self.config, self.path)
         _drop_transforms(config, "preprocessing", _DROP_PRE, required=True)
         _drop_transforms(config, "postprocessing", _DROP_POST, required=False)
-        return config
+        return parse_config(config, {"bundle_root": str(self.path), "device": device})
 
     def build(self, device: torch.device) -> LoadedModel:
         """Instantiate network (with weights), transforms and inferer on ``device``.
@@ -177,13 +200,8 @@ class Bundle:
             UntrustedCodeError: code that needs trust, or weights that are not plain tensors.
             ModelError: unknown network class, missing or mismatching weights.
         """
-        from monai.bundle import ConfigParser
-
-        self.check_trust()
-        parser = ConfigParser(self._stripped_config())
-        parser["bundle_root"] = str(self.path)
-        parser["device"] = device
-        parser.parse(reset=True)
+        parser = self._parser(device)
+        self.check_trust(parser)
 
         def parsed(key):
             if key not in self.config:
@@ -298,20 +316,54 @@ def load_weights(network: torch.nn.Module, path: Path) -> None:
 
 
 def _drop_transforms(config: dict, key: str, names: tuple[str, ...], required: bool) -> None:
+    """Remove transforms named ``names`` from the lists ``config[key]`` is made of (in place).
+
+    The lists may be given directly, in a ``Compose``, or by reference (``"@pre"``,
+    ``"$@pre + @more"``), as an expanded config has them.
+    """
     node = config.get(key)
     if node is None:
         return
-    transforms = node.get("transforms") if isinstance(node, dict) else node
-    if not isinstance(transforms, list):
+    lists = _transform_lists(config, node)
+    if lists is None:
         if required:
-            raise ModelError(f"'{key}' is not a plain list of transforms, so an in-memory image cannot be fed to it")
+            raise ModelError(f"'{key}' is not a list of transforms (nor a reference to one), so an in-memory "
+                             "image cannot be fed to it")
         return
-    kept = [t for t in transforms
-            if not (isinstance(t, dict) and str(t.get("_target_", "")).split(".")[-1] in names)]
-    if isinstance(node, dict):
-        node["transforms"] = kept
-    else:
-        config[key] = kept
+    for transforms in lists:
+        transforms[:] = [t for t in transforms if _transform_name(config, t) not in names]
+
+
+def _transform_lists(config: dict, node: Any, depth: int = 0) -> list[list] | None:
+    """The transform lists ``node`` consists of, following references; None if it is anything else."""
+    from monai.bundle import ReferenceResolver
+
+    if isinstance(node, dict) and "_target_" in node:
+        node = node.get("transforms")
+    if isinstance(node, list):
+        return [node]
+    if not isinstance(node, str) or not _REFERENCED_LISTS.fullmatch(node) or depth > 8:
+        return None
+    lists: list[list] = []
+    for ref in ReferenceResolver.match_refs_pattern(node):
+        found = _transform_lists(config, _lookup(config, ref), depth + 1)
+        if found is None:
+            return None
+        lists += found
+    return lists
+
+
+def _transform_name(config: dict, transform: Any) -> str:
+    """The class name a transform entry (a component or a ``"@ref"`` to one) builds."""
+    if isinstance(transform, str) and transform.startswith("@"):
+        transform = _lookup(config, transform[1:])
+    return str(transform.get("_target_", "")).split(".")[-1] if isinstance(transform, dict) else ""
+
+
+def _lookup(config: dict, ref: str) -> Any:
+    from monai.bundle import ConfigParser
+
+    return ConfigParser(config, globals=False).get(ref)
 
 
 def _read_config(path: Path) -> dict:
@@ -325,14 +377,6 @@ def _read_config(path: Path) -> dict:
         raise ModelError(f"cannot read '{path}': {_first_line(exc)}") from None
     except Exception as exc:  # yaml.YAMLError
         raise ModelError(f"cannot read '{path}': {_first_line(exc)}") from None
-
-
-def _is_sample(path: Path) -> bool:
-    try:
-        path.resolve().relative_to(SAMPLE_MODELS_DIR)
-        return True
-    except ValueError:
-        return False
 
 
 def _first_line(exc: BaseException) -> str:
