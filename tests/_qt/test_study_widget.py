@@ -143,3 +143,23 @@ def test_slider_range_reaches_the_whole_data(make_napari_viewer):
     assert tuple(image.contrast_limits) == (-125.0, 225.0)
     assert image.contrast_limits_range[0] <= image.data.min()
     assert image.contrast_limits_range[1] >= image.data.max()
+
+
+def test_open_as_study_opens_an_xray_picture(widget, qtbot, tmp_path, monkeypatch):
+    """The reader leaves PNG / JPEG / TIFF to napari; the dock's button opens them as studies."""
+    from qtpy.QtWidgets import QFileDialog
+
+    path = tmp_path / "chest xray.png"
+    picture = sitk.GetImageFromArray(np.arange(20 * 30, dtype=np.uint8).reshape(20, 30))
+    picture.SetSpacing((0.15, 0.15))
+    sitk.WriteImage(picture, str(path))
+    offered = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: offered.append(a[3]) or (str(path), ""))
+    assert widget.open_file_button.text() == "Open as study…"
+    widget.open_file_button.click()
+    qtbot.waitUntil(lambda: len(widget.viewer.layers) == 1, timeout=60000)
+    (layer,) = widget.viewer.layers
+    assert layer.name == "chest xray.png" and layer.data.shape == (1, 20, 30)
+    assert "spacing: 0.15, 0.15, 1 mm" in widget.geometry_label.text()
+    for pattern in ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.nii.gz", "*.dcm"):
+        assert pattern in offered[0]
