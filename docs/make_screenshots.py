@@ -143,6 +143,8 @@ def finetune_dock() -> None:
         trainer.image_combo.setCurrentText(f"shifted {seed}")
         trainer.labels_combo.setCurrentText(f"shifted {seed} labels")
         trainer.add_case(f"shifted_{seed}")
+    while trainer.writes.busy:   # cases are written in workers
+        QApplication.processEvents()
     trainer.epochs_spin.setValue(6)
     trainer.minutes_spin.setValue(2)
     trainer.start()
