@@ -173,3 +173,13 @@ def test_case_removal_and_reopen(widget, qtbot):
     assert "seven" in widget.viewer.layers and "seven labels" in widget.viewer.layers
     widget.remove_selected_case()
     assert widget.store.case_ids() == [] and widget.case_list.count() == 0
+
+
+def test_a_case_refused_in_the_worker_is_reported_and_not_listed(widget, qtbot, monkeypatch):
+    errors = []
+    monkeypatch.setattr("napari_medvision._qt.workers.show_error", errors.append)
+    add_study(widget, 6)
+    save_case(qtbot, widget, "has space")          # spaces become '_': accepted
+    save_case(qtbot, widget, "../escape")          # refused by the case store, in the worker
+    assert widget.store.case_ids() == ["has_space"] and widget.case_list.count() == 1
+    assert "may use only letters" in errors[-1] and widget.status.text() == "case ../escape was not saved"

@@ -30,8 +30,10 @@ class BackgroundWrites:
     def busy(self) -> bool:
         return bool(self.workers)
 
-    def run(self, function: Callable, *args, on_result: Callable, description: str, **kwargs):
-        """``function(*args, **kwargs)`` in a worker; ``on_result`` gets its result on the GUI thread."""
+    def run(self, function: Callable, *args, on_result: Callable, description: str,
+            on_error: Callable | None = None, **kwargs):
+        """``function(*args, **kwargs)`` in a worker; ``on_result`` gets its result on the GUI thread
+        (a failure is shown as a notification, then given to ``on_error``)."""
         job = {}
 
         def finished():
@@ -39,8 +41,8 @@ class BackgroundWrites:
                 self.workers.remove(job["worker"])
 
         # "finished" is queued to the GUI thread, so it runs after job is filled.
-        job["worker"] = worker = start_worker(function, *args, on_result=on_result, on_finished=finished,
-                                              description=description, **kwargs)
+        job["worker"] = worker = start_worker(function, *args, on_result=on_result, on_error=on_error,
+                                              on_finished=finished, description=description, **kwargs)
         self.workers.append(worker)
         return worker
 

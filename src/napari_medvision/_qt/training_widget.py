@@ -213,6 +213,7 @@ class TrainingWidget(QWidget):
 
         self.status.setText(f"saving case {case_id}…")
         return self.writes.run(store.add_case, case_id, image, label, model_output=model_output, on_result=added,
+                               on_error=lambda _exc: self.status.setText(f"case {case_id} was not saved"),
                                description=f"Saving case {case_id}")
 
     def open_selected_case(self) -> None:
