@@ -19,6 +19,7 @@ source_paths = ["src"]
 only_mutate = ["$module"]
 pytest_add_cli_args_test_selection = [${tests%, }]
 pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+process_isolation = "forkserver"  # torch and ITK thread pools do not survive a plain fork
 TOML
 cd "$work"
 echo "mutating $module in $work" >&2
