@@ -145,6 +145,7 @@ def training() -> None:
         widget.add_case(f"s{seed}")
     widget.options["max_minutes"].value = 1.0
     ticker = Ticker()
+    ticker.pump(until=lambda: not widget.writes.busy)   # cases are written in workers
     ticker.pump(3.0)
     ticker.ticks.clear()
     widget.start()

@@ -143,6 +143,8 @@ def finetune_dock() -> None:
         trainer.image_combo.setCurrentText(f"shifted {seed}")
         trainer.labels_combo.setCurrentText(f"shifted {seed} labels")
         trainer.add_case(f"shifted_{seed}")
+    while trainer.writes.busy:   # cases are written in workers
+        QApplication.processEvents()
     trainer.options["epochs"].value = 6
     trainer.options["max_minutes"].value = 2
     trainer.start()

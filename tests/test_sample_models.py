@@ -38,7 +38,8 @@ def drain(generator):
 @pytest.mark.parametrize("name", ["ct_organs_unet", "ct_organs_unetr", "lesion_classifier", "nodule_detector"])
 def test_sample_runs_through_medvision_infer(tmp_path, name):
     bundle = sample(name)
-    assert bundle.code_findings() == [] or bundle.path.is_relative_to(SAMPLE_MODELS_DIR)
+    assert bundle.path.parent == SAMPLE_MODELS_DIR, "the registry finds the shipped sample"
+    assert bundle.code_findings() == [], "the shipped samples pass the trust gate on their merits"
     image = write_volume(generate_phantom(NEW_SEEDS[0], **PHANTOM).image, tmp_path / "ct.nii.gz")
     out = tmp_path / ("seg.nii.gz" if bundle.task == "segmentation" else
                       "cam.nii.gz" if bundle.task == "classification" else "boxes.json")
@@ -50,8 +51,9 @@ def test_sample_runs_through_medvision_infer(tmp_path, name):
     assert out.exists()
 
 
-@pytest.mark.parametrize("name", ["ct_organs_unet", "ct_organs_unetr"])
-def test_segmentation_dice_on_new_seeds(name):
+# The transformer is shipped for comparison (its card gives its figures), so its bar is lower.
+@pytest.mark.parametrize("name, bar", [("ct_organs_unet", 0.80), ("ct_organs_unetr", 0.6)])
+def test_segmentation_dice_on_new_seeds(name, bar):
     """Mean over labels of each label's mean Dice over new-seed cases (the model card's measure)."""
     bundle = sample(name)
     per_case = []
@@ -60,11 +62,7 @@ def test_segmentation_dice_on_new_seeds(name):
         result = drain(segment(bundle, case.image, device="cpu"))
         per_case.append(dice_per_label(result.labels.array, case.label.array, bundle.labels))
     per_label = {name: float(np.nanmean([c[name] for c in per_case])) for name in bundle.labels.values()}
-    mean = float(np.nanmean(list(per_label.values())))
-    if name == "ct_organs_unet":
-        assert mean >= 0.80, per_label
-    else:
-        assert mean >= 0.6, per_label  # the transformer is shipped for comparison; its card gives its figures
+    assert float(np.nanmean(list(per_label.values()))) >= bar, per_label
 
 
 def test_classifier_auc_on_new_seeds():

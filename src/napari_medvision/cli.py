@@ -240,6 +240,43 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_versions(args) -> int:
+    from .core.training import CaseStore
+    from .core.training.versions import VersionStore
+
+    store = VersionStore.locate(args.store)
+    action = args.action or "list"
+    if action == "use":
+        record = {"in_use": store.use(args.version).name}
+    elif action == "rollback":
+        parent = store.rollback()
+        record = {"in_use": parent.name if parent else "base"}
+    elif action == "delete":
+        name = store.get(args.version).name
+        store.delete(name)
+        record = {"deleted": name}
+    elif action == "compare":
+        record = _drive_training(store.compare(args.first, args.second, CaseStore(args.cases), device=args.device),
+                                 quiet=args.json)
+    else:
+        record = store.summary()
+    print(json.dumps(record) if args.json else _describe_versions(action, record, store))
+    return 0
+
+
+def _describe_versions(action: str, record, store) -> str:
+    if action == "list":
+        if not record:
+            return f"no versions in {store.root}"
+        return "\n".join(f"{r['version']}  val Dice {r['best_validation_dice']}  {(r['date'] or '')[:16]}"
+                         + ("  <- in use" if r["in_use"] else "") for r in record)
+    if action == "compare":
+        lines = [f"{name:<8} mean Dice {r['mean_dice']}  " + ", ".join(f"{k} {v}" for k, v in r["dice"].items())
+                 for name, r in record["versions"].items()]
+        return "\n".join(lines + [f"better: {record['better'] or 'neither'} (on {record['cases']} cases)"])
+    return f"deleted {record['deleted']}" if action == "delete" else f"in use: {record['in_use']}"
+
+
 def _drive_training(job, quiet: bool):
     """Run a training / evaluation generator, printing its stages and epochs on stderr."""
     last = None
@@ -304,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     trust.set_defaults(run=cmd_trust)
 
     infer = commands.add_parser("infer", help="run a model (segmentation, classification or detection)")
-    infer.add_argument("--model", required=True, help="registry name or bundle folder")
+    infer.add_argument("--model", required=True, help="registry name, bundle folder, or STORE@current / STORE@N")
     infer.add_argument("--input", required=True, help="image file or DICOM folder")
     infer.add_argument("--output", help="label map (.nii.gz/.nrrd/.mha), heatmap image, or boxes .json")
     infer.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -353,6 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--trust", action="store_true")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    versions = commands.add_parser("versions", help="list fine-tuned versions; use, roll back, compare, delete")
+    versions.add_argument("store", help="folder of versions (v001, v002...) or a case store")
+    versions.add_argument("--json", action="store_true")
+    actions = versions.add_subparsers(dest="action", parser_class=_Parser)
+    as_json = _Parser(add_help=False)
+    as_json.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    actions.add_parser("list", parents=[as_json], help="every version, the one in use marked (default)")
+    actions.add_parser("use", parents=[as_json], help="put version N in use").add_argument("version", metavar="N")
+    actions.add_parser("rollback", parents=[as_json], help="put the parent of the version in use in use")
+    actions.add_parser("delete", parents=[as_json], help="delete version N (never the one in use)").add_argument(
+        "version", metavar="N")
+    compare = actions.add_parser("compare", parents=[as_json], help="Dice of two versions on a case store")
+    compare.add_argument("first", metavar="A", help="version number, vNNN or 'base'")
+    compare.add_argument("second", metavar="B")
+    compare.add_argument("--cases", required=True, help="case store folder to evaluate on")
+    compare.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    versions.set_defaults(run=cmd_versions)
 
     demo = commands.add_parser("demo", help="open napari with a sample study and the plugin's docks")
     demo.set_defaults(run=cmd_demo)

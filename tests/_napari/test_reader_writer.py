@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -74,3 +76,55 @@ def test_sample_data_layers_line_up(make):
     assert image.shape == labels.shape
     np.testing.assert_array_equal(image_kwargs["affine"], label_kwargs["affine"])
     assert set(label_kwargs["features"]["name"]) >= {"liver", "lung", "lesion"}
+
+
+MANIFEST = Path(__file__).resolve().parents[2] / "src" / "napari_medvision" / "napari.yaml"
+
+
+def write_picture(path):
+    sitk.WriteImage(sitk.GetImageFromArray(np.arange(20 * 30, dtype=np.uint8).reshape(20, 30)), str(path))
+    return path
+
+
+@pytest.mark.parametrize("name", ["xray.png", "photo.jpg", "photo.jpeg", "cells.tif", "cells.tiff"])
+def test_reader_leaves_ordinary_pictures_to_others(tmp_path, name):
+    assert napari_get_reader(str(write_picture(tmp_path / name))) is None
+
+
+def test_reader_leaves_a_file_without_ending_that_is_not_dicom(tmp_path):
+    (tmp_path / "README").write_bytes(b"plain text, not DICOM\n" * 20)
+    assert napari_get_reader(str(tmp_path / "README")) is None
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_reader_claims_medical_volumes(tmp_path, suffix):
+    path = tmp_path / f"ct{suffix}"
+    sitk.WriteImage(make_image(), str(path))
+    (data, kwargs, kind), = napari_get_reader(str(path))(str(path))
+    assert kind == "image" and data.shape == (6, 9, 11) and kwargs["name"] == "ct"
+
+
+def test_reader_claims_dicom_files_by_ending_and_by_content(tmp_path):
+    paths = write_dicom_series(tmp_path / "study", np.full((2, 6, 6), 30, np.int16))
+    bare = tmp_path / "IM000001"        # as DICOMDIR exports name them: no ending at all
+    bare.write_bytes(paths[0].read_bytes())
+    for path in (paths[0], bare):
+        (data, _, kind), = napari_get_reader(str(path))(str(path))
+        assert kind == "image" and data.shape == (1, 6, 6) and data.max() == 30
+
+
+def test_manifest_offers_the_reader_for_medical_files_and_folders_only(tmp_path):
+    from npe2 import PluginManager, PluginManifest
+
+    manager = PluginManager()
+    manager.register(PluginManifest.from_file(MANIFEST))
+
+    def ours(path):
+        return [r.command for r in manager.iter_compatible_readers([str(path)])] == ["napari-medvision.get_reader"]
+
+    for name in ("ct.nii", "CT.NII.GZ", "t1.nrrd", "t1.nhdr", "x.mha", "x.mhd", "slice.dcm", "slice.DICOM", "x.ima"):
+        assert ours(tmp_path / name), name
+    (tmp_path / "series").mkdir()
+    assert ours(tmp_path / "series"), "a DICOM folder comes through accepts_directories"
+    for name in ("xray.png", "photo.jpg", "photo.jpeg", "cells.tif", "cells.tiff", "movie.mp4", "IM000001"):
+        assert not ours(tmp_path / name), name

@@ -120,19 +120,25 @@ def test_viewer_open_uses_the_plugin_reader(make_napari_viewer, phantom_file):
     np.testing.assert_allclose(layers[0].affine.affine_matrix, case.image.napari_affine())
 
 
-def test_demo_viewer_has_the_phantom_and_the_dock(make_napari_viewer, monkeypatch):
+def test_demo_viewer_has_the_phantom_the_docks_and_the_demo_model(make_napari_viewer, monkeypatch, tmp_path):
     import napari
 
     from napari_medvision._qt import demo
+    from napari_medvision.core.models import load_bundle
+    from tests.bundles import unet_bundle
 
+    # Two models, the demo's second, so choosing it is the demo's doing (shipped weights or not).
+    models = [load_bundle(unet_bundle(tmp_path / name)) for name in ("another_model", demo.DEMO_MODEL)]
+    monkeypatch.setattr("napari_medvision._qt.inference_widget.list_bundles", lambda: models)
     monkeypatch.setattr(napari, "Viewer", lambda **kwargs: make_napari_viewer())
     viewer = demo.open_demo_viewer(show=False)
     assert [layer.name for layer in viewer.layers] == ["CT phantom", "CT phantom labels"]
     assert any("Study" in name for name in viewer.window.dock_widgets)
+    assert any("Fine-tune" in name for name in viewer.window.dock_widgets)
     runner = next(w for n, w in viewer.window.dock_widgets.items() if "Run model" in n)
     assert runner.image_combo.currentText() == "CT phantom"
-    if any(b.name == demo.DEMO_MODEL for b in runner.bundles):
-        assert runner.selected_bundle().name == demo.DEMO_MODEL
+    assert [b.name for b in runner.bundles] == ["another_model", demo.DEMO_MODEL]
+    assert runner.selected_bundle().name == demo.DEMO_MODEL
 
 
 def test_slider_range_reaches_the_whole_data(make_napari_viewer):
@@ -143,3 +149,23 @@ def test_slider_range_reaches_the_whole_data(make_napari_viewer):
     assert tuple(image.contrast_limits) == (-125.0, 225.0)
     assert image.contrast_limits_range[0] <= image.data.min()
     assert image.contrast_limits_range[1] >= image.data.max()
+
+
+def test_open_as_study_opens_an_xray_picture(widget, qtbot, tmp_path, monkeypatch):
+    """The reader leaves PNG / JPEG / TIFF to napari; the dock's button opens them as studies."""
+    from qtpy.QtWidgets import QFileDialog
+
+    path = tmp_path / "chest xray.png"
+    picture = sitk.GetImageFromArray(np.arange(20 * 30, dtype=np.uint8).reshape(20, 30))
+    picture.SetSpacing((0.15, 0.15))
+    sitk.WriteImage(picture, str(path))
+    offered = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: offered.append(a[3]) or (str(path), ""))
+    assert widget.open_file_button.text() == "Open as study…"
+    widget.open_file_button.click()
+    qtbot.waitUntil(lambda: len(widget.viewer.layers) == 1, timeout=60000)
+    (layer,) = widget.viewer.layers
+    assert layer.name == "chest xray.png" and layer.data.shape == (1, 20, 30)
+    assert "spacing: 0.15, 0.15, 1 mm" in widget.geometry_label.text()
+    for pattern in ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.nii.gz", "*.dcm"):
+        assert pattern in offered[0]

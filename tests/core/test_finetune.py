@@ -82,20 +82,47 @@ def test_cancel_leaves_earlier_versions_byte_identical(tmp_path):
     assert not [p for p in versions.root.iterdir() if p.name.startswith(".")], "no staging folder left behind"
 
 
-def test_cancel_can_keep_the_best_epoch_so_far(tmp_path):
+def base_dice_of(step) -> float | None:
+    """The base model's validation Dice from finetune's set-up message, else None."""
+    prefix = "base model validation Dice "
+    return float(step[len(prefix):]) if isinstance(step, str) and step.startswith(prefix) else None
+
+
+def test_cancel_keeps_the_best_epoch_once_one_beat_the_base_model(tmp_path):
     bundle = load_bundle(unet_bundle(tmp_path / "base"))
     store = make_store(tmp_path / "cases", [1, 2])
     versions = VersionStore(tmp_path / "versions")
     job = finetune(bundle, store, versions, settings(epochs=50, keep_best_on_cancel=True, learning_rate=5e-3),
                    device="cpu")
-    validated = 0
-    while validated < 2:
+    base = best = None
+    while best is None:                 # runs until an epoch beats the base model (50 epochs at most)
         step = next(job)
-        validated += getattr(step, "val_dice", None) is not None
+        base = base_dice_of(step) if base is None else base
+        dice = getattr(step, "val_dice", None)
+        best = dice if dice is not None and dice > base + 1e-3 else None   # the message rounds to 4 places
     job.close()
-    kept = versions.versions()
-    if kept:  # only when an epoch beat the base model
-        assert kept[0].record["cancelled"] is True
+    (kept,) = versions.versions()
+    assert kept.record["cancelled"] is True
+    assert kept.record["best_validation_dice"] == pytest.approx(best, abs=1e-4)
+
+
+def test_cancel_keeps_nothing_when_no_epoch_beat_the_base_model(tmp_path):
+    bundle = load_bundle(unet_bundle(tmp_path / "base"))
+    store = make_store(tmp_path / "cases", [1, 2])
+    versions = VersionStore(tmp_path / "versions")
+    # Learning rate 0: every epoch validates exactly as the base model does, so none beats it.
+    job = finetune(bundle, store, versions, settings(epochs=50, keep_best_on_cancel=True, learning_rate=0.0),
+                   device="cpu")
+    base, validated = None, []
+    while len(validated) < 2:
+        step = next(job)
+        base = base_dice_of(step) if base is None else base
+        if getattr(step, "val_dice", None) is not None:
+            validated.append(step.val_dice)
+    job.close()
+    assert validated == pytest.approx([base, base], abs=1e-4)
+    assert versions.versions() == []
+    assert not versions.root.exists() or not any(versions.root.iterdir()), "no staging folder left either"
 
 
 def test_correction_aware_loss_weighs_edits(tmp_path):

@@ -88,13 +88,31 @@ def test_3d_model_on_a_2d_image_is_refused(tmp_path):
         drain(segment(bundle, xray, device="cpu"))
 
 
-def test_cancel_stops_between_windows(tmp_path):
-    bundle = load_bundle(unet_bundle(tmp_path / "unet"))
-    generator = segment(bundle, oblique_phantom().image, device="cpu", tta=True)
-    next(generator)
-    generator.close()  # what napari's worker.quit() does at the next yield
-    with pytest.raises(StopIteration):
-        next(generator)
+def test_cancel_stops_between_windows():
+    import threading
+    import time
+
+    import torch
+    from monai.inferers import SlidingWindowInferer
+
+    from napari_medvision.core.inference.windows import infer
+
+    calls, started = [], threading.Event()
+
+    def slow_network(batch):
+        calls.append(1)
+        started.set()
+        time.sleep(0.05)
+        return batch
+
+    inferer = SlidingWindowInferer(roi_size=(8, 8, 8), sw_batch_size=1, overlap=0.0)
+    generator = infer(inferer, torch.zeros(1, 1, 32, 32, 32), slow_network, torch.device("cpu"))  # 64 windows
+    step = next(generator)
+    assert started.wait(30) and step.total == 64
+    generator.close()                 # what napari's worker.quit() does at the next yield
+    at_close = len(calls)
+    time.sleep(0.3)                   # six more windows' time, had it gone on
+    assert len(calls) == at_close < 64, "no window runs after the cancel"
 
 
 def test_classification_probabilities_and_heatmap_on_source_grid(tmp_path):

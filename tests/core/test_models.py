@@ -135,14 +135,17 @@ def test_registry_finds_user_folder_bundles_by_name(tmp_path, monkeypatch):
         find_bundle("nope")
 
 
-def test_device_choice():
+def test_device_choice(monkeypatch):
     assert choose_device("cpu") == torch.device("cpu")
-    assert choose_device("auto").type in ("cpu", "cuda", "mps")
-    if not torch.cuda.is_available():
-        with pytest.raises(ModelError, match="no CUDA"):
-            choose_device("cuda")
     with pytest.raises(ModelError, match="unknown device"):
         choose_device("tpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)   # a machine without a GPU
+    assert choose_device("auto") == torch.device("cpu")
+    with pytest.raises(ModelError, match="no CUDA"):
+        choose_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)    # and one with
+    assert choose_device("auto") == torch.device("cuda") and choose_device("cuda:1") == torch.device("cuda:1")
 
 
 def test_summary_record(tmp_path):

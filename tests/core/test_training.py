@@ -1,5 +1,7 @@
 """The segmentation training loop on tiny synthetic items, and the metrics it reports."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -34,8 +36,12 @@ def test_trainer_stops_when_closed():
     item = {"image": torch.rand(1, 16, 16, 16), "label": torch.zeros(1, 16, 16, 16)}
     generator = train_segmentation(network, [item], [], 2, TrainSettings(max_epochs=100, batch_size=1,
                                    roi_size=(16, 16, 16)), torch.device("cpu"))
-    next(generator)
+    step = next(generator)
+    assert step.epoch == 1 and step.step == 1
     generator.close()
+    with pytest.raises(StopIteration):  # closed: it neither trains on nor ignores the close
+        next(generator)
+    assert not [t for t in threading.enumerate() if t.name.startswith("medvision-")], "no thread left running"
 
 
 def test_metrics():

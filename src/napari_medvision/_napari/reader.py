@@ -1,7 +1,11 @@
 """The reader contribution: drag-and-drop a study file or a DICOM folder.
 
-``napari_get_reader`` only checks names cheaply and returns None for what it
-cannot read; read failures become a notification, never a traceback.
+It claims medical formats only: NIfTI, NRRD, MetaImage and DICOM (by ending, or by the
+``DICM`` preamble for files without one), and folders holding DICOM files. Ordinary
+pictures (PNG, JPEG, TIFF) are left to napari and other plugins; an X-ray saved as one is
+opened with the Study dock's "Open as study…" or ``medvision``. ``napari_get_reader`` only
+checks names and 132 bytes, and returns None for what it does not claim; read failures
+become a notification, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from pathlib import Path
 from ..core.errors import FourDimensionalError, MedvisionError
 from ..core.io import read_volume
 from ..core.io.dicom import is_dicom_file
-from ..core.io.reader import file_kind
+from ..core.io.reader import DICOM_EXTENSIONS, VOLUME_EXTENSIONS
 from .layers import image_layer_data, labels_layer_data, looks_like_label_map
 
 log = logging.getLogger(__name__)
@@ -28,11 +32,14 @@ def napari_get_reader(path):
 
 
 def _readable(path: Path) -> bool:
+    """A medical file by its ending, a DICOM file by its content, or a folder with DICOM files."""
     try:
         if path.is_dir():
             return any(is_dicom_file(child) for _, child in zip(range(_MAX_FILES_PROBED), path.iterdir())
                        if child.is_file())
-        return path.is_file() and file_kind(path) is not None
+        if not path.is_file():
+            return False
+        return path.name.lower().endswith(VOLUME_EXTENSIONS + DICOM_EXTENSIONS) or is_dicom_file(path)
     except OSError:
         return False
 

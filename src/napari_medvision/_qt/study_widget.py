@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import MedvisionError
 from ..core.io import list_dicom_series, read_label_for, read_volume
+from ..core.io.reader import READ_EXTENSIONS
 from ..core.windowing import AUTO, CT_PRESETS, auto_limits, limits_to_window, window_to_limits
 from .._napari.layers import GEOMETRY_KEY, labels_layer_data, layer_volume
 from .._napari.reader import volume_layer_data
@@ -48,7 +49,9 @@ class StudyWidget(QWidget):
 
     # --- layout ------------------------------------------------------------
     def _build(self) -> None:
-        self.open_file_button = QPushButton("Open file…")
+        self.open_file_button = QPushButton("Open as study…")
+        self.open_file_button.setToolTip("a NIfTI / NRRD / MetaImage / DICOM file, "
+                                         "or an X-ray saved as PNG / JPEG / TIFF")
         self.open_folder_button = QPushButton("Open DICOM folder…")
         self.open_label_button = QPushButton("Open label map…")
         self.new_label_button = QPushButton("New label layer")
@@ -120,7 +123,9 @@ class StudyWidget(QWidget):
 
     # --- opening (in workers: the GUI never waits on disk) ----------------
     def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open study")
+        # Pictures too: napari's own reader list leaves PNG / JPEG / TIFF to other plugins.
+        studies = " ".join(f"*{ext}" for ext in READ_EXTENSIONS)
+        path, _ = QFileDialog.getOpenFileName(self, "Open as study", "", f"Studies ({studies});;All files (*)")
         if path:
             self.open_path(path)
 

@@ -1,9 +1,9 @@
 """The Fine-tune dock: collect corrected cases, fine-tune in the background with a live plot,
-keep numbered versions, use / roll back / compare them. Auto-saves labels being edited."""
+keep numbered versions, use / roll back / compare / delete them (the rules live in
+core/training/versions.py). Auto-saves labels being edited. Every write runs in a worker."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +26,15 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import MedvisionError
-from ..core.io import write_volume
 from ..core.metrics import dice
-from ..core.models import Bundle, list_bundles, load_bundle
+from ..core.models import Bundle, list_bundles
 from ..core.training import CaseStore
 from ..core.training.finetune import FinetuneSettings, finetune
 from ..core.training.versions import VersionStore
-from .._napari.layers import GEOMETRY_KEY, image_layer_data, labels_layer_data, layer_volume
+from .._napari.layers import image_layer_data, labels_layer_data, layer_volume
 from .._napari.results import MODEL_OUTPUT_KEY
 from .loss_plot import LossPlot
+from .saving import BackgroundWrites, LabelAutosave, snapshot
 from .workers import report_error, start_engine, warm_up_in_background
 
 AUTOSAVE_SECONDS = 60
@@ -48,8 +48,9 @@ class TrainingWidget(QWidget):
         self.viewer = napari_viewer
         self.store: CaseStore | None = None
         self.worker = None
+        self.writes = BackgroundWrites()           # cases and auto-saves being written
+        self.autosaver = LabelAutosave(self.writes)
         self.base_bundles: list[Bundle] = []
-        self._dirty: set[str] = set()
         self._build()
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
@@ -87,8 +88,9 @@ class TrainingWidget(QWidget):
         self.status.setWordWrap(True)
         self.plot = LossPlot()
         self.version_list = QListWidget()
-        self.use_button, self.rollback_button = QPushButton("Use"), QPushButton("Roll back to")
-        self.compare_button = QPushButton("Compare two")
+        self.use_button, self.rollback_button = QPushButton("Use"), QPushButton("Roll back")
+        self.compare_button, self.delete_button = QPushButton("Compare two"), QPushButton("Delete")
+        self.rollback_button.setToolTip("put the parent of the version in use in use")
 
         cases = QGroupBox("Cases")
         form = QFormLayout(cases)
@@ -128,7 +130,7 @@ class TrainingWidget(QWidget):
         vbox = QVBoxLayout(versions)
         vbox.addWidget(self.version_list)
         row = QHBoxLayout()
-        for button in (self.use_button, self.rollback_button, self.compare_button):
+        for button in (self.use_button, self.rollback_button, self.compare_button, self.delete_button):
             row.addWidget(button)
         vbox.addLayout(row)
 
@@ -143,7 +145,8 @@ class TrainingWidget(QWidget):
         self.start_button.clicked.connect(lambda: self.start())
         self.cancel_button.clicked.connect(self.cancel)
         self.use_button.clicked.connect(self.use_selected_version)
-        self.rollback_button.clicked.connect(self.use_selected_version)
+        self.rollback_button.clicked.connect(self.rollback)
+        self.delete_button.clicked.connect(self.delete_selected_version)
         self.compare_button.clicked.connect(lambda: self.compare())
         self.model_combo.currentIndexChanged.connect(lambda _: self.refresh_versions())
 
@@ -182,25 +185,32 @@ class TrainingWidget(QWidget):
         if self.store is not None:
             self.case_list.addItems(self.store.case_ids())
 
-    def add_case(self, name: str | None = None) -> bool:
-        """Write the chosen image and (corrected) labels as a case; edits vs the model are recorded."""
+    def add_case(self, name: str | None = None):
+        """Write the chosen image and (corrected) labels as a case, in a worker; edits vs the
+        model are recorded. Returns the worker (None when nothing was chosen)."""
         image_layer, labels_layer = self._layer(self.image_combo, Image), self._layer(self.labels_combo, Labels)
         if self.store is None or image_layer is None or labels_layer is None:
             report_error(MedvisionError("open a case store and choose an image and a labels layer first"))
-            return False
+            return None
         case_id = (name or self.case_name.text() or image_layer.name).strip().replace(" ", "_")
         try:
             image = layer_volume(image_layer)
-            label = layer_volume(labels_layer)
-            original = labels_layer.metadata.get(MODEL_OUTPUT_KEY)
-            model_output = label.with_array(original) if original is not None and original.shape == label.shape else None
-            self.store.add_case(case_id, image, label, model_output=model_output)
+            label = snapshot(layer_volume(labels_layer))   # painting may go on while it is written
         except MedvisionError as exc:
             report_error(exc)
-            return False
-        self.refresh_cases()
-        self.status.setText(f"added case {case_id}" + (" with its edits" if model_output is not None else ""))
-        return True
+            return None
+        original = labels_layer.metadata.get(MODEL_OUTPUT_KEY)
+        model_output = label.with_array(original) if original is not None and original.shape == label.shape else None
+        store, edits = self.store, " with its edits" if model_output is not None else ""
+
+        def added(_):
+            self.refresh_cases()
+            self.status.setText(f"added case {case_id}{edits}")
+
+        self.status.setText(f"saving case {case_id}…")
+        return self.writes.run(store.add_case, case_id, image, label, model_output=model_output, on_result=added,
+                               on_error=lambda _exc: self.status.setText(f"case {case_id} was not saved"),
+                               description=f"Saving case {case_id}")
 
     def open_selected_case(self) -> None:
         item = self.case_list.currentItem()
@@ -233,47 +243,70 @@ class TrainingWidget(QWidget):
         bundle = self.base_bundle()
         if self.store is None or bundle is None:
             return None
-        return VersionStore(self.store.root / "models" / _family(bundle))
+        return VersionStore.for_model(self.store.root, bundle)
 
     def refresh_versions(self) -> None:
         self.version_list.clear()
         versions = self.versions()
         if versions is None:
             return
-        current = self._current_name()
+        current = versions.current()
         for version in versions.versions():
             dice_text = version.record.get("best_validation_dice")
-            mark = "  ← in use" if version.name == current else ""
+            mark = "  ← in use" if current is not None and version.name == current.name else ""
             self.version_list.addItem(f"{version.name}  val Dice {dice_text}  "
                                       f"({version.record.get('date', '')[:16]}){mark}")
 
-    def use_selected_version(self) -> Bundle | None:
-        """Make the selected version the one in use (Roll back is the same on an older one)."""
+    def _selected_version(self):
         versions, row = self.versions(), self.version_list.currentRow()
-        if versions is None or row < 0:
+        listed = versions.versions() if versions is not None else []
+        return (versions, listed[row]) if 0 <= row < len(listed) else (versions, None)
+
+    def use_selected_version(self) -> Bundle | None:
+        """Put the selected version in use (an older one too); deletes nothing."""
+        versions, chosen = self._selected_version()
+        if chosen is None:
             return None
-        chosen = versions.versions()[row]
-        (versions.root / "current.json").write_text(json.dumps({"version": chosen.name}))
-        bundle = versions.bundle(chosen)
+        return self._now_in_use(versions, versions.use(chosen))
+
+    def rollback(self) -> Bundle | None:
+        """Put the parent of the version in use in use (the base model after the first version)."""
+        versions = self.versions()
+        if versions is None:
+            return None
+        try:
+            return self._now_in_use(versions, versions.rollback())
+        except MedvisionError as exc:
+            report_error(exc)
+            return None
+
+    def delete_selected_version(self) -> bool:
+        """Delete the selected version; the version in use is refused."""
+        versions, chosen = self._selected_version()
+        if chosen is None:
+            return False
+        try:
+            versions.delete(chosen)
+        except MedvisionError as exc:
+            report_error(exc)
+            return False
+        self.refresh_versions()
+        self.status.setText(f"deleted {chosen.name}")
+        return True
+
+    def _now_in_use(self, versions: VersionStore, version) -> Bundle | None:
+        bundle = versions.current_bundle(self.base_bundle())
         runner = self._runner()
-        if runner is not None:
+        if runner is not None and bundle is not None:
             runner.add_bundle(bundle.path)
         self.refresh_versions()
-        self.status.setText(f"{chosen.name} is in use")
+        self.status.setText(f"{version.name if version else 'the base model'} is in use")
         return bundle
 
     def current_bundle(self) -> Bundle | None:
         """The version in use, else the base model."""
-        versions, name = self.versions(), self._current_name()
-        if versions is not None and name and (versions.root / name).is_dir():
-            return versions.bundle(name)
-        return self.base_bundle()
-
-    def _current_name(self) -> str | None:
         versions = self.versions()
-        if versions is None or not (versions.root / "current.json").is_file():
-            return None
-        return json.loads((versions.root / "current.json").read_text()).get("version")
+        return versions.current_bundle(self.base_bundle()) if versions is not None else self.base_bundle()
 
     # --- fine-tuning -------------------------------------------------------------
     def start(self):
@@ -281,6 +314,9 @@ class TrainingWidget(QWidget):
         bundle, versions = self.current_bundle(), self.versions()
         if bundle is None or versions is None:
             report_error(MedvisionError("open a case store and choose a segmentation model first"))
+            return None
+        if self.writes.busy:
+            report_error(MedvisionError("a case is still being saved; start again when it is done"))
             return None
         settings = FinetuneSettings(**{name: option.value for name, option in self.options.items()})
         self.plot.clear()
@@ -330,11 +366,13 @@ class TrainingWidget(QWidget):
         from ..core.inference import segment
 
         versions, layer = self.versions(), self._layer(self.image_combo, Image)
-        if versions is None or layer is None or len(versions.versions()) < 1:
-            report_error(MedvisionError("need an image and at least one version to compare"))
+        try:
+            if versions is None or layer is None:
+                raise MedvisionError("need an image and at least one version to compare")
+            bundles = versions.comparison_pair(first, second, base=self.base_bundle())
+        except MedvisionError as exc:
+            report_error(exc)
             return None
-        names = [first, second] if first and second else [v.name for v in versions.versions()[-2:]]
-        bundles = [versions.bundle(n) for n in names] if len(names) == 2 else [self.base_bundle(), versions.bundle(names[0])]
         volume = layer_volume(layer)
         reference = self._layer(self.labels_combo, Labels)
         truth = np.asarray(reference.data) if reference is not None else None
@@ -364,23 +402,12 @@ class TrainingWidget(QWidget):
         return self.worker
 
     # --- auto-save -----------------------------------------------------------------
-    def autosave(self) -> list[Path]:
-        """Write every labels layer edited since the last save to ``<store>/autosave/`` (atomic)."""
+    def autosave(self):
+        """Write every labels layer edited since the last save to ``<store>/autosave/`` in a worker
+        (each file atomic). Returns the worker; None when there is nothing new to save."""
         if self.store is None:
-            return []
-        folder = self.store.root / "autosave"
-        folder.mkdir(exist_ok=True)
-        written = []
-        for layer in list(self.viewer.layers):
-            if isinstance(layer, Labels) and layer.name in self._dirty and GEOMETRY_KEY in layer.metadata:
-                try:
-                    written.append(write_volume(layer_volume(layer), folder / f"{_safe(layer.name)}.nii.gz",
-                                                labels=True))
-                except MedvisionError as exc:
-                    report_error(exc)
-                    continue
-                self._dirty.discard(layer.name)
-        return written
+            return None
+        return self.autosaver.save(list(self.viewer.layers), self.store.root / "autosave")
 
     def _on_layers_changed(self, event=None) -> None:
         for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
@@ -390,11 +417,7 @@ class TrainingWidget(QWidget):
             combo.addItems(names)
             if current in names:
                 combo.setCurrentText(current)
-        for layer in self.viewer.layers:
-            if isinstance(layer, Labels) and not getattr(layer, "_medvision_watched", False):
-                layer.events.paint.connect(lambda _e, name=layer.name: self._dirty.add(name))
-                layer.events.data.connect(lambda _e, name=layer.name: self._dirty.add(name))
-                layer._medvision_watched = True
+        self.autosaver.watch(self.viewer.layers)
 
     def _layer(self, combo: QComboBox, kind):
         name = combo.currentText()
@@ -406,14 +429,3 @@ class TrainingWidget(QWidget):
             if hasattr(widget, "add_bundle") and hasattr(widget, "bundles"):
                 return widget
         return None
-
-
-def _family(bundle: Bundle) -> str:
-    """Versions of versions stay in one family: ``.../models/<base>/vNNN`` -> ``<base>``."""
-    import re
-
-    return bundle.path.parent.name if re.fullmatch(r"v\d{3,}", bundle.path.name) else bundle.name
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

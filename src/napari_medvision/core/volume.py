@@ -81,7 +81,8 @@ class Volume:
 
     def with_array(self, array: np.ndarray, **metadata: Any) -> "Volume":
         """A new Volume on the same grid holding ``array`` (e.g. a label map)."""
-        if tuple(array.shape[-3:]) != self.shape and not (array.ndim == 2 and self.shape[0] == 1):
+        fits = tuple(array.shape) == self.shape or (array.ndim == 2 and (1, *array.shape) == self.shape)
+        if not fits:
             raise GeometryMismatchError(
                 f"array of shape {array.shape} does not fit a volume of shape {self.shape}"
             )

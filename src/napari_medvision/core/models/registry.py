@@ -52,14 +52,20 @@ def list_bundles() -> list[Bundle]:
 
 
 def find_bundle(name_or_path: str | Path, trusted: bool = False) -> Bundle:
-    """A bundle by registry name (folder or display name) or by folder path.
+    """A bundle by registry name (folder or display name), by folder path, or as a version:
+    ``STORE@current`` (the version in use), ``STORE@N`` / ``STORE@vNNN``, ``STORE@base``, where
+    STORE is a folder of fine-tuned versions or a case store (see ``core/training/versions.py``).
 
     Raises:
         ModelError: nothing of that name, listing what there is.
+        MedvisionError: no such version in STORE.
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return load_bundle(path, trusted)
+    store, at, ref = str(name_or_path).rpartition("@")
+    if at and store:
+        return _version_bundle(Path(store).expanduser(), ref, trusted)
     wanted = str(name_or_path).lower()
     bundles = list_bundles()
     for bundle in bundles:
@@ -68,6 +74,24 @@ def find_bundle(name_or_path: str | Path, trusted: bool = False) -> Bundle:
             return bundle
     known = ", ".join(b.name for b in bundles) or "none"
     raise ModelError(f"no model called '{name_or_path}' (known models: {known}; or give a bundle folder)")
+
+
+def _version_bundle(store: Path, ref: str, trusted: bool) -> Bundle:
+    """``STORE@ref``: the version in use (``current``), a numbered version, or ``base``."""
+    from ..training.versions import VersionStore  # training builds on models, not the reverse
+
+    if not store.is_dir():
+        raise ModelError(f"'{store}' is not a folder; STORE@{ref} needs a folder of model versions or a case store")
+    versions = VersionStore.locate(store)
+    if ref.strip().lower() == "current":
+        bundle = versions.current_bundle()
+        if bundle is None:
+            raise ModelError(f"no version of '{versions.root}' is in use and its base model is unknown; "
+                             f"put one in use with 'medvision versions {store} use N'")
+    else:
+        bundle = versions.bundle_for(ref)
+    bundle.trusted = trusted
+    return bundle
 
 
 def _settings() -> dict:
