@@ -23,8 +23,9 @@ import numpy as np
 from napari_medvision.core.inference import detect
 from napari_medvision.core.models import find_bundle
 from napari_medvision.core.phantom import generate_phantom
-from napari_medvision.core.training.detector_sample import DET_PHANTOM, froc_point, is_large_lesion, is_nodule
-from napari_medvision.core.training.samples import _drain, _seeds
+from napari_medvision.samples.common import case_seeds as _seeds
+from napari_medvision.samples.common import drain as _drain
+from napari_medvision.samples.detector import DET_PHANTOM, froc_point, is_large_lesion, is_nodule
 
 TRAIN_CASES, VAL_CASES, SEED = 120, 12, 0
 

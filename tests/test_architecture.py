@@ -168,5 +168,5 @@ def test_models_listing_imports_no_gui(argv):
     assert not set(loaded["heavy"]) & {"napari", "qtpy", "PyQt5", "PyQt6", "vispy"}
 
 
-def test_the_probe_sees_a_heavy_import():
-    assert loaded_by(["models"], preload="napari_medvision.core.models.cache")["heavy"] == ["torch"]
+def test_the_probe_sees_a_heavy_import(nifti):
+    assert loaded_by(["info", str(nifti)], preload="napari_medvision.core.models.cache")["heavy"] == ["torch"]

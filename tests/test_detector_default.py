@@ -11,7 +11,7 @@ from napari_medvision.core.io import write_volume
 from napari_medvision.core.models import find_bundle
 from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
 from napari_medvision.core.phantom import generate_phantom
-from napari_medvision.core.training import detector_sample
+from napari_medvision.samples import detector as detector_sample
 
 
 def infer(image, *extra):

@@ -242,6 +242,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_versions(args) -> int:
     from .core.training import CaseStore
+    from .core.training.finetune import compare_versions
     from .core.training.versions import VersionStore
 
     store = VersionStore.locate(args.store)
@@ -256,7 +257,8 @@ def cmd_versions(args) -> int:
         store.delete(name)
         record = {"deleted": name}
     elif action == "compare":
-        record = _drive_training(store.compare(args.first, args.second, CaseStore(args.cases), device=args.device),
+        record = _drive_training(compare_versions(store, args.first, args.second, CaseStore(args.cases),
+                                                  device=args.device),
                                  quiet=args.json)
     else:
         record = store.summary()

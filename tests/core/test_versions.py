@@ -13,6 +13,7 @@ from napari_medvision.core.errors import MedvisionError, ModelError
 from napari_medvision.core.models import find_bundle, load_bundle
 from napari_medvision.core.phantom import generate_phantom
 from napari_medvision.core.training import CaseStore
+from napari_medvision.core.training.finetune import compare_versions
 from napari_medvision.core.training.versions import VersionStore
 from tests.bundles import threshold_bundle
 from tests.conftest import drain
@@ -125,12 +126,12 @@ def test_compare_two_versions_on_the_same_cases(family, tmp_path):
     for seed in (1, 2):
         case = generate_phantom(seed, shape=(16, 32, 32), spacing=(8.0, 8.0, 12.0))
         cases.add_case(f"c{seed}", case.image, case.image.with_array((case.image.array > 0).astype(np.uint8)))
-    _, record = drain(store.compare("3", "v002", cases, device="cpu"))
+    _, record = drain(compare_versions(store, "3", "v002", cases, device="cpu"))
     assert record["cases"] == 2 and set(record["versions"]) == {"v003", "v002"}
     assert record["versions"]["v002"]["mean_dice"] > record["versions"]["v003"]["mean_dice"]
     assert record["better"] == "v002", "v002 thresholds at 0 HU, as the labels do"
     with pytest.raises(MedvisionError, match="with itself"):
-        drain(store.compare("2", "v002", cases))
+        drain(compare_versions(store, "2", "v002", cases))
 
 
 def test_failed_write_of_current_keeps_the_version_in_use(family, monkeypatch):

@@ -18,6 +18,11 @@ DET_PHANTOM = {**PHANTOM, "lesion_probability": 0.85, "max_lesions": 4, "lesion_
 MIN_DIAMETER_MM = 10.0
 
 
+#: Shipped default box score threshold: the validation FROC point at <= 1 false positive per case of the
+#: shipped weights (``benchmarks/detector_operating_point.py``); retrained weights need it measured again.
+SCORE_THRESHOLD = 0.92
+
+
 def bundle_config() -> tuple[dict, dict]:
     inference = {
         "bundle_root": ".",
@@ -50,7 +55,9 @@ def bundle_config() -> tuple[dict, dict]:
             {"_target_": "EnsureTyped", "keys": "image"}]},
     }
     metadata = {
-        "version": "1.0.0", "name": "nodule_detector",
+        "version": "1.0.1", "name": "nodule_detector",
+        "changelog": {"1.0.1": "default score threshold 0.3 -> 0.92: the validation FROC point at <= 1 false "
+                               "positive per case (docs/README.md)", "1.0.0": "first release"},
         "task": "lesion (nodule) detection on CT (synthetic phantoms)",
         "description": "3D RetinaNet (MONAI) with a small ResNet-FPN backbone that boxes lung nodules and "
                        "liver lesions, with scores",
@@ -60,7 +67,8 @@ def bundle_config() -> tuple[dict, dict]:
                                                      "num_channels": 2, "spatial_shape": ["8*n", "8*n", "8*n"],
                                                      "dtype": "float32", "value_range": [0, 1]}},
                                 "outputs": {"pred": {"type": "object", "format": "dict"}}},
-        "medvision": {"task": "detection", "labels": {"0": "lesion"}, "score_threshold": 0.3, "nms_iou": 0.2},
+        "medvision": {"task": "detection", "labels": {"0": "lesion"}, "score_threshold": SCORE_THRESHOLD,
+                      "nms_iou": 0.2},
     }
     return inference, metadata
 
@@ -271,7 +279,8 @@ widths 16-128, a stride-1 3x3x3 stem and no max pool, a 32-channel FPN on layers
 ## Input
 CT in HU; reoriented to RAS, resampled to {DET_PIXDIM} mm; two channels: windows -1000..400 HU (lung)
 and -100..250 HU (soft tissue). Boxes come back in
-world millimetres (LPS). Defaults: score threshold 0.3, NMS IoU 0.2 (`medvision` keys in metadata).
+world millimetres (LPS). Defaults: score threshold {SCORE_THRESHOLD} (the validation FROC point at <= 1 false positive per case;
+`benchmarks/detector_operating_point.py` measures it), NMS IoU 0.2 (`medvision` keys in metadata).
 
 ## Training
 {t['cases']} training phantoms ({t['cases_with_lesions']} with lesions, the ones trained on) and

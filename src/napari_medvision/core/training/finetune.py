@@ -32,7 +32,7 @@ from ..models import Bundle, choose_device
 from .case_store import CaseStore
 from .augmentation import train_transforms
 from .trainer import TrainSettings, evaluate_items, train_segmentation
-from .versions import ModelVersion, VersionStore
+from .versions import BASE, ModelVersion, VersionStore
 
 log = logging.getLogger(__name__)
 _SPATIAL = {"Orientationd", "Spacingd", "Resized", "ResizeWithPadOrCropd", "SpatialPadd", "CropForegroundd",
@@ -236,4 +236,26 @@ def _round(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 4)
 
 
-__all__ = ["CorrectionAwareLoss", "FinetuneResult", "FinetuneSettings", "evaluate", "finetune"]
+def compare_versions(versions: VersionStore, first: str, second: str, cases, device: str = "auto",
+                     base: Bundle | None = None) -> Generator[object, None, dict]:
+    """Dice of two versions of ``versions`` (or ``"base"``) on a case store's cases, the same cases for both.
+
+    Returns:
+        ``{"cases": n, "versions": {name: {"dice": {label: d}, "mean_dice": m}}, "better": name | None}``
+        (``better`` is None on a tie).
+    """
+    names = [BASE if str(ref).lower() == BASE else versions.get(ref).name for ref in (first, second)]
+    if names[0] == names[1]:
+        raise MedvisionError(f"compare two different versions, not {names[0]} with itself")
+    results, count = {}, 0
+    for ref, name in zip((first, second), names):
+        yield f"evaluating {name}"
+        record = yield from evaluate(versions.bundle_for(ref, base), cases, device=device)
+        results[name] = {"dice": record["dice"], "mean_dice": record["mean_dice"]}
+        count = record["cases"]
+    (a, mean_a), (b, mean_b) = ((n, r["mean_dice"]) for n, r in results.items())
+    better = None if mean_a == mean_b or None in (mean_a, mean_b) else (a if mean_a > mean_b else b)
+    return {"cases": count, "versions": results, "better": better}
+
+
+__all__ = ["CorrectionAwareLoss", "FinetuneResult", "FinetuneSettings", "compare_versions", "evaluate", "finetune"]

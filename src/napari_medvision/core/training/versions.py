@@ -36,7 +36,7 @@ import torch
 
 from .._atomic import write_json_atomic
 from ..errors import MedvisionError
-from ..models import Bundle, load_bundle
+from ..models.bundle import Bundle, load_bundle  # not the package: the registry resolves STORE@N here
 
 _VERSION = re.compile(r"^v(\d{3,})$")
 _REF = re.compile(r"^v?(\d+)$")
@@ -271,29 +271,6 @@ class VersionStore:
         if len(versions) == 1:
             return self.bundle_for(BASE, base), self.bundle(versions[0])
         return self.bundle(versions[-2]), self.bundle(versions[-1])
-
-    def compare(self, first: str, second: str, cases, device: str = "auto",
-                base: Bundle | None = None) -> Generator[object, None, dict]:
-        """Dice of two versions (or ``"base"``) on a case store's cases, the same cases for both.
-
-        Returns:
-            ``{"cases": n, "versions": {name: {"dice": {label: d}, "mean_dice": m}}, "better": name | None}``
-            (``better`` is None on a tie).
-        """
-        from .finetune import evaluate  # finetune imports this module
-
-        names = [BASE if str(ref).lower() == BASE else self.get(ref).name for ref in (first, second)]
-        if names[0] == names[1]:
-            raise MedvisionError(f"compare two different versions, not {names[0]} with itself")
-        results, count = {}, 0
-        for ref, name in zip((first, second), names):
-            yield f"evaluating {name}"
-            record = yield from evaluate(self.bundle_for(ref, base), cases, device=device)
-            results[name] = {"dice": record["dice"], "mean_dice": record["mean_dice"]}
-            count = record["cases"]
-        (a, mean_a), (b, mean_b) = ((n, r["mean_dice"]) for n, r in results.items())
-        better = None if mean_a == mean_b or None in (mean_a, mean_b) else (a if mean_a > mean_b else b)
-        return {"cases": count, "versions": results, "better": better}
 
     def summary(self) -> list[dict]:
         """One record per version for listings: name, in use, parent, date, validation Dice."""
