@@ -65,7 +65,10 @@ def test_macro_to_another_key(tmp_path, marker):
     def edit(config):
         config["evil"] = code(marker)
         config["network_def"]["out_channels"] = "%evil"
-    assert_gate_holds(evil_bundle(tmp_path, edit), marker, "network_def::out_channels")
+    folder = evil_bundle(tmp_path, edit)
+    bundle = load_bundle(folder)
+    assert bundle.code_findings() and bundle.config["network_def"]["out_channels"] == "%evil", "expanded a copy"
+    assert_gate_holds(folder, marker, "network_def::out_channels")
 
 
 def test_macro_to_another_file(tmp_path, marker):
@@ -252,11 +255,22 @@ def test_macro_reading_outside_the_bundle_is_refused_even_trusted(tmp_path, mark
     assert not marker.exists()
 
 
+def test_macro_to_outside_hidden_in_a_file_macro_inside_a_list(tmp_path, marker):
+    (tmp_path / "outside.json").write_text(json.dumps({"evil": code(marker)}))
+    def edit(config):
+        config["network_def"]["strides"] = ["%configs/extra.json#stride", {"x": 1}]
+    folder = evil_bundle(tmp_path, edit)
+    (folder / "configs" / "extra.json").write_text(json.dumps({"stride": ["%../../outside.json#evil"]}))
+    with pytest.raises(ModelError, match=r"'network_def::strides::0::0' reads '\.\./\.\./outside\.json'"):
+        load_bundle(folder, trusted=True).build(CPU)
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("edit, named", [
     (lambda c: c["network_def"].update(out_channels="%nokey"),
      "'network_def::out_channels': the macro '%nokey' names nothing in this config ('query key: nokey')"),
     (lambda c: c["network_def"].update(out_channels="%configs/missing.json#x"), "'network_def::out_channels'"),
-    (lambda c: c.update(a="%b", b="%a", network_def={**c["network_def"], "out_channels": "%a"}), "never resolves"),
+    (lambda c: c.update(a="%b", b="%a", network_def={**c["network_def"], "out_channels": "%a"}), "'network_def::out_channels': the macro '%a' never resolves"),
     (lambda c: c.update(a="@b", b="@a", network_def={**c["network_def"], "out_channels": "@a"}),
      "cannot build 'network_def'"),
 ])
