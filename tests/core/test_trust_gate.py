@@ -6,8 +6,10 @@ samples and the public spleen bundle build untrusted.
 """
 
 import json
+import re
 import sys
 import textwrap
+import types
 
 import pytest
 import torch
@@ -63,7 +65,10 @@ def test_macro_to_another_key(tmp_path, marker):
     def edit(config):
         config["evil"] = code(marker)
         config["network_def"]["out_channels"] = "%evil"
-    assert_gate_holds(evil_bundle(tmp_path, edit), marker, "network_def::out_channels")
+    folder = evil_bundle(tmp_path, edit)
+    bundle = load_bundle(folder)
+    assert bundle.code_findings() and bundle.config["network_def"]["out_channels"] == "%evil", "expanded a copy"
+    assert_gate_holds(folder, marker, "network_def::out_channels")
 
 
 def test_macro_to_another_file(tmp_path, marker):
@@ -143,6 +148,9 @@ def test_callable_mode_on_a_builtin(tmp_path, marker):
         config["opener"] = {"_target_": "open", "_mode_": "callable", "file": str(marker), "mode": "w"}
         config["postprocessing"]["transforms"].append({"_target_": "@opener"})
     assert_gate_holds(evil_bundle(tmp_path, edit), marker, "_mode_ 'callable'")
+    findings = load_bundle(tmp_path / "evil").code_findings()
+    # ids are those of the config as built: the SaveImaged before it is dropped
+    assert "'postprocessing::transforms::3' builds whatever '@opener' evaluates to (not a class name)" in findings
 
 
 def test_reference_inside_requires(tmp_path, marker):
@@ -194,7 +202,7 @@ def test_import_of_a_module_that_is_not_a_library(tmp_path, marker, importable):
     (importable / "side_effect_mod.py").write_text(f"open(r'{marker}', 'w').close()\n")
     def edit(config):  # MONAI imports every import statement on the first lookup, used key or not
         config["imports"].append("$import side_effect_mod")
-    assert_gate_holds(evil_bundle(tmp_path, edit), marker, "side_effect_mod")
+    assert_gate_holds(evil_bundle(tmp_path, edit), marker, "'imports::1' runs '$import side_effect_mod'")
 
 
 def test_import_rebinding_a_name_expressions_use(tmp_path, marker, importable):
@@ -247,22 +255,57 @@ def test_macro_reading_outside_the_bundle_is_refused_even_trusted(tmp_path, mark
     assert not marker.exists()
 
 
+def test_macro_to_outside_hidden_in_a_file_macro_inside_a_list(tmp_path, marker):
+    (tmp_path / "outside.json").write_text(json.dumps({"evil": code(marker)}))
+    def edit(config):
+        config["network_def"]["strides"] = ["%configs/extra.json#stride", {"x": 1}]
+    folder = evil_bundle(tmp_path, edit)
+    (folder / "configs" / "extra.json").write_text(json.dumps({"stride": ["%../../outside.json#evil"]}))
+    with pytest.raises(ModelError, match=r"'network_def::strides::0::0' reads '\.\./\.\./outside\.json'"):
+        load_bundle(folder, trusted=True).build(CPU)
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("edit, named", [
-    (lambda c: c["network_def"].update(out_channels="%nokey"), "'network_def::out_channels': the macro '%nokey'"),
+    (lambda c: c["network_def"].update(out_channels="%nokey"),
+     "'network_def::out_channels': the macro '%nokey' names nothing in this config ('query key: nokey')"),
     (lambda c: c["network_def"].update(out_channels="%configs/missing.json#x"), "'network_def::out_channels'"),
-    (lambda c: c.update(a="%b", b="%a", network_def={**c["network_def"], "out_channels": "%a"}), "never resolves"),
+    (lambda c: c.update(a="%b", b="%a", network_def={**c["network_def"], "out_channels": "%a"}), "'network_def::out_channels': the macro '%a' never resolves"),
     (lambda c: c.update(a="@b", b="@a", network_def={**c["network_def"], "out_channels": "@a"}),
      "cannot build 'network_def'"),
 ])
 def test_configs_monai_cannot_read_are_one_clean_error(tmp_path, ct, capsys, edit, named):
     folder = evil_bundle(tmp_path, edit)
-    with pytest.raises(ModelError, match=named.replace("(", r"\(")) as error:
+    with pytest.raises(ModelError, match=re.escape(named)) as error:
         load_bundle(folder, trusted=True).build(CPU)
     assert not isinstance(error.value, UntrustedCodeError)
     assert cli.main(["infer", "--model", str(folder), "--input", str(ct), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert [line for line in err.splitlines() if line.startswith("error: ")] == [err.splitlines()[-1]]
     assert "Traceback" not in err
+
+
+def test_expression_target_and_debugger_need_trust(tmp_path):
+    def edit(config):
+        config["inferer"] = {"_target_": "$@network_def"}
+        config["postprocessing"]["transforms"].append({"_target_": "Identityd", "keys": "pred", "_debug_": True})
+    findings = load_bundle(evil_bundle(tmp_path, edit)).code_findings()
+    assert "'inferer' builds whatever '$@network_def' evaluates to (not a class name)" in findings
+    assert "'postprocessing::transforms::3' builds 'Identityd' in the debugger (_debug_)" in findings
+
+
+def test_keys_we_set_are_not_findings_and_are_what_is_built(tmp_path):
+    def edit(config):  # the bundle's own device and bundle_root are code; ours replace them
+        config["device"] = "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')"
+        config["bundle_root"] = "$__import__('os').getcwd()"
+        config["inferer"]["sw_device"] = "@device"
+        config["postprocessing"]["transforms"][1]["meta_key_postfix"] = "$@bundle_root + '_meta'"
+    folder = evil_bundle(tmp_path, edit)
+    bundle = load_bundle(folder)
+    assert bundle.code_findings() == []
+    model = bundle.build(CPU)
+    assert model.inferer.sw_device == CPU
+    assert model.postprocessing.transforms[1].meta_key_postfix == (str(folder.resolve()) + "_meta",)
 
 
 # --- data passes untrusted ------------------------------------------------------------------
@@ -367,7 +410,8 @@ def test_zoo_like_config_verdict(tmp_path, name):
     "7 // 2 % 3", "not False", "1 < 2 <= 3 != 4", "1 if 2 > 1 else 0", "True and False or None",
     "__local_refs['x']", "__local_refs['x'][0]", "__local_refs['x'][1:2]", "len(__local_refs['x'])",
     "int('3')", "float(__local_refs['x'])", "'a' + __local_refs['suffix']", "torch.float32", "np.uint8",
-    "numpy.inf", "'x' in ['x']", "None is None", "{**__local_refs['d']}",
+    "numpy.inf", "'x' in ['x']", "None is None", "{**__local_refs['d']}", "torch.bfloat16",
+    "__local_refs['x'][0]['y'][1:]",
 ])
 def test_data_only_expressions(expression):
     assert trust_rules.expression_problem(expression) is None
@@ -380,7 +424,8 @@ def test_data_only_expressions(expression):
     ("__local_refs['net'].to('cpu')", ".to("), ("torch.device", "torch.device"), ("np.load", "np.load"),
     ("np.__class__", "np.__class__"), ("os.float32", "os.float32"), ("[1][0]", "[1][0]"), ("name", "name"),
     ("f'{1}'", "f'"), ("(y := 1)", ":="), ("__local_refs[0]", "__local_refs[0]"), ("[open('f')]", "open('f')"),
-    ("__local_refs['x'][abs(1)]", "abs(1)"), ("1 @ 2", "1 @ 2"), ("~1", "~1"),
+    ("__local_refs['x'][abs(1)]", "abs(1)"), ("1 @ 2", "1 @ 2"), ("~1", "~1"), ("np.no_such_name", "no_such"),
+    ("torch.inf", "torch.inf"), ("__local_refs['x'][0][abs(1)]", "abs(1)"),
 ])
 def test_expressions_that_are_code(expression, shown):
     problem = trust_rules.expression_problem(expression)
@@ -389,6 +434,11 @@ def test_expressions_that_are_code(expression, shown):
 
 def test_a_syntax_error_is_not_data():
     assert trust_rules.expression_problem("1 +") == "is not a Python expression"
+
+
+def test_the_innermost_code_is_named():
+    assert trust_rules.expression_problem("[1, {'a': abs(2)}]") == "computes 'abs(2)'"
+    assert trust_rules.expression_problem("1 + 2 ** 3") == "computes '2 ** 3'"
 
 
 @pytest.mark.parametrize("statement", ["import os", "import numpy as np", "import torch", "import monai.bundle",
@@ -402,11 +452,16 @@ def test_harmless_imports(statement):
     ("from . import net", "bundle's own folder"), ("import subprocess", "imports 'subprocess'"),
     ("import os as np", "binds the name 'np'"), ("from os import system as len", "binds the name 'len'"),
     ("import numpy as torch", "binds the name 'torch'"), ("from numpy import float32 as numpy", "'numpy'"),
-    ("x = 1", "not an import"), ("import (", "not an import"),
 ])
 def test_imports_that_need_trust(statement, why):
     problem = trust_rules.import_problem(statement)
     assert problem is not None and why in problem
+
+
+def test_what_is_not_an_import():
+    assert trust_rules.import_problem("x = 1") == "is not an import statement"
+    assert trust_rules.import_problem("import (") == "is not an import statement"
+    assert trust_rules.import_problem("from . import net") == "imports from the bundle's own folder ('.')"
 
 
 @pytest.mark.parametrize("path", [
@@ -441,6 +496,11 @@ def test_unknown_names_are_left_to_fail_the_build():
     assert trust_rules.is_unknown("NoSuchNet") and trust_rules.is_unknown("monai.networks.nets.NoSuchNet")
     assert not trust_rules.is_unknown("open") and not trust_rules.is_unknown("os")
     assert not trust_rules.is_unknown("scripts_not_here.net.Net") and not trust_rules.is_unknown("UNet.x")
+
+
+def test_a_module_python_cannot_look_up_is_not_unknown(monkeypatch):
+    monkeypatch.setitem(sys.modules, "spec_less_mod", types.ModuleType("spec_less_mod"))  # find_spec: ValueError
+    assert not trust_rules.is_unknown("spec_less_mod")
 
 
 def test_fetching_arguments():

@@ -159,8 +159,6 @@ def _offending(node: ast.AST) -> ast.AST | None:
         children = [*node.ops, node.left, *node.comparators]
     elif isinstance(node, ast.IfExp):
         children = [node.test, node.body, node.orelse]
-    elif isinstance(node, ast.Subscript) and _is_reference(node.value):
-        children = [node.slice]
     elif isinstance(node, ast.Subscript) and _is_reference(node):
         return None
     elif isinstance(node, ast.Slice):
