@@ -20,6 +20,7 @@ only_mutate = ["$module"]
 pytest_add_cli_args_test_selection = [${tests%, }]
 pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
 process_isolation = "forkserver"  # torch and ITK thread pools do not survive a plain fork
+timeout_multiplier = ${MUTATION_TIMEOUT_MULTIPLIER:-15.0}  # raise on a busy machine
 TOML
 cd "$work"
 echo "mutating $module in $work" >&2
