@@ -137,4 +137,6 @@ def test_models_json_lists_user_models(tmp_path):
                             capture_output=True, text=True, encoding="utf-8", env=env, timeout=120)
     records = {r["name"]: r for r in json.loads(result.stdout)}
     assert records["lesion_cls"]["task"] == "classification"
-    assert set(records["lesion_cls"]) == {"name", "task", "path", "labels", "description"}
+    assert set(records["lesion_cls"]) == {"name", "task", "path", "labels", "description",  # DESIGN's keys
+                                          "needs_trust", "trust_findings", "trusted"}  # issue 22's
+    assert records["lesion_cls"]["needs_trust"] is False and records["lesion_cls"]["trust_findings"] == []
