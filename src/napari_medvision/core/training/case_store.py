@@ -73,11 +73,36 @@ class CaseStore:
         return store
 
     def dataset(self) -> dict:
-        """The parsed ``dataset.json``."""
+        """The parsed ``dataset.json``.
+
+        Raises:
+            MedvisionError: a missing folder, no ``dataset.json``, or one that is not a JSON object with labels.
+        """
         path = self.root / "dataset.json"
+        if not self.root.is_dir():
+            raise MedvisionError(f"case store '{self.root}' does not exist (or is not a folder)")
         if not path.is_file():
-            raise MedvisionError(f"'{self.root}' is not a case store (no dataset.json)")
-        return json.loads(path.read_text(encoding="utf-8"))
+            raise MedvisionError(f"'{self.root}' is not a case store (no dataset.json); "
+                                 "create one in the Fine-tune dock or with 'medvision phantom'")
+        try:
+            dataset = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise MedvisionError(f"'{path}' cannot be read as JSON ({_first_line(exc)})") from None
+        if not isinstance(dataset, dict) or not isinstance(dataset.get("labels"), dict):
+            raise MedvisionError(f"'{path}' is not an nnU-Net dataset.json: it needs a \"labels\" object")
+        return dataset
+
+    def check(self) -> "CaseStore":
+        """Refuse, before any work, a folder that is not a readable case store; returns the store.
+
+        Raises:
+            MedvisionError: see :meth:`dataset`; also labels that are not whole numbers.
+        """
+        try:
+            self.label_names()
+        except (TypeError, ValueError):
+            raise MedvisionError(f"'{self.root / 'dataset.json'}' has labels that are not whole numbers") from None
+        return self
 
     def label_names(self) -> dict[int, str]:
         """``{value: name}`` of the store's labels, background excluded."""
@@ -91,6 +116,19 @@ class CaseStore:
             if self.image_path(case_id).exists():
                 ids.append(case_id)
         return ids
+
+    def incomplete_cases(self) -> dict[str, str]:
+        """Cases with only one of their two files: ``{case: "no label file" | "no image file"}``."""
+        found = {}
+        for image in sorted(self.images_dir.glob(f"*_0000{FILE_ENDING}")):
+            case_id = image.name[: -len(f"_0000{FILE_ENDING}")]
+            if not self.label_path(case_id).exists():
+                found[case_id] = "no label file"
+        for label in sorted(self.labels_dir.glob(f"*{FILE_ENDING}")):
+            case_id = label.name[: -len(FILE_ENDING)]
+            if not self.image_path(case_id).exists():
+                found[case_id] = "no image file"
+        return dict(sorted(found.items()))
 
     def image_path(self, case_id: str) -> Path:
         return self.images_dir / f"{case_id}_0000{FILE_ENDING}"
@@ -124,8 +162,15 @@ class CaseStore:
         return self.edits_dir / f"{case_id}{FILE_ENDING}"
 
     def read_case(self, case_id: str) -> tuple[Volume, Volume]:
-        """``(image, label)`` of one case."""
-        return read_volume(self.image_path(case_id)), read_volume(self.label_path(case_id))
+        """``(image, label)`` of one case, checked to share one grid.
+
+        Raises:
+            GeometryMismatchError: the label's size, spacing, origin or direction differs from the
+                image's (beyond :data:`~..volume.PAIRING_TOLERANCE`), naming both files.
+        """
+        image, label = read_volume(self.image_path(case_id)), read_volume(self.label_path(case_id))
+        check_same_geometry(image, label)
+        return image, label
 
     def read_edits(self, case_id: str) -> Volume | None:
         """The case's edit mask, or None when it was added without a model output."""
@@ -142,3 +187,8 @@ class CaseStore:
         dataset = self.dataset()
         dataset["numTraining"] = len(self.case_ids())
         write_json_atomic(self.root / "dataset.json", dataset)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
