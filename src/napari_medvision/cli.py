@@ -186,6 +186,7 @@ def cmd_infer(args) -> int:
     _check_input(args.input)
     bundle = find_bundle(args.model, trusted=args.trust)
     _check_infer_output(args.output, bundle.task)
+    bundle.check_trust()
     volume = read_volume(args.input, series_uid=args.series, frame=args.frame)
     _warn(volume.warnings)
     engine = run_model(bundle, volume, device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,

@@ -201,4 +201,4 @@ def check_same_geometry(image: Volume, label: Volume, what: str = "label map", *
 
 
 def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+    return "(" + ", ".join(f"{v + 0.0:.6g}" for v in values) + ")"  # + 0.0: no "-0"

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from ..errors import FourDimensionalError, UnreadableFileError, UnsupportedFormatError
 from ..volume import Volume, check_same_geometry
 from ._itk import itk_reason, quiet_itk
+from .metaimage_check import check_metaimage_complete
 from .nifti_check import check_nifti_complete
 from .dicom import dicom_tags, is_dicom_file, read_dicom_series
 
@@ -107,6 +108,8 @@ def _read_file(path: Path, kind: str, frame: int | None) -> Volume:
         raise UnreadableFileError(f"'{path.name}' is {dimension}D; only 2D, 3D and 4D images are supported")
     if path.name.lower().endswith((".nii", ".nii.gz")):
         check_nifti_complete(path)
+    elif path.name.lower().endswith(".mha"):
+        check_metaimage_complete(path)
     try:
         image = reader.Execute()
     except RuntimeError as exc:

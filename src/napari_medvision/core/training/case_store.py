@@ -17,10 +17,12 @@ import re
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from .._atomic import write_json_atomic
 from ..errors import MedvisionError
 from ..io import read_volume, write_volume
+from ..io._itk import quiet_itk
 from ..volume import Volume, check_same_geometry
 
 FILE_ENDING = ".nii.gz"
@@ -158,6 +160,17 @@ class CaseStore:
         write_volume(image, self.image_path(case_id))
         self._update_count()
 
+    def check_geometry(self, case_id: str) -> None:
+        """Refuse a case whose label lies on another grid than its image, from the two file headers only
+        (no voxels are read, so a whole store is checked before any work starts).
+
+        Raises:
+            GeometryMismatchError: naming both files and every difference.
+        """
+        image, label = _header_volume(self.image_path(case_id)), _header_volume(self.label_path(case_id))
+        if image is not None and label is not None:
+            check_same_geometry(image, label)
+
     def edit_path(self, case_id: str) -> Path:
         return self.edits_dir / f"{case_id}{FILE_ENDING}"
 
@@ -192,3 +205,20 @@ class CaseStore:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def _header_volume(path: Path) -> Volume | None:
+    """A voxel-less Volume with the geometry of ``path``'s header (None if the header is unreadable:
+    reading the file then reports why)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with quiet_itk():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    if reader.GetDimension() != 3:
+        return None
+    voxels = np.broadcast_to(np.zeros((), np.uint8), tuple(reversed(reader.GetSize())))
+    return Volume(voxels, reader.GetSpacing(), reader.GetOrigin(), np.reshape(reader.GetDirection(), (3, 3)),
+                  {"path": str(path)})

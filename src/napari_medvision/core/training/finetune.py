@@ -172,10 +172,12 @@ def evaluate(bundle: Bundle, store: CaseStore, device: str = "auto",
 
 
 def check_cases(bundle: Bundle, store: CaseStore, verb: str) -> list[str]:
-    """The store's complete cases, after checking that ``bundle`` can be ``verb`` on them.
+    """The store's complete cases, after checking that ``bundle`` can be ``verb`` on them
+    and that every label lies on its image's grid (from the headers: no voxels read).
 
     Raises:
         ModelError: ``bundle`` is not a segmentation model.
+        GeometryMismatchError: a label on another grid than its image, naming both files.
         MedvisionError: not a case store, or one without complete cases.
     """
     if bundle.task != "segmentation":
@@ -185,6 +187,8 @@ def check_cases(bundle: Bundle, store: CaseStore, verb: str) -> list[str]:
         missing = store.incomplete_cases()
         what = f"no complete cases ({len(missing)} miss their image or label file)" if missing else "no cases yet"
         raise MedvisionError(f"the case store '{store.root}' has {what}: add a corrected case first")
+    for case_id in cases:
+        store.check_geometry(case_id)
     return cases
 
 
