@@ -150,6 +150,10 @@ def world(tmp_path_factory) -> Path:
     (images / "truncated.nii.gz").write_bytes(whole[: len(whole) // 2])
     mha = _write(make_image(shape=(20, 40, 40)), images / "whole.mha")
     (images / "truncated.mha").write_bytes(mha.read_bytes()[:-1000])
+    sitk.WriteImage(make_image(shape=(20, 40, 40)), str(images / "whole_z.mha"), useCompression=True)
+    (images / "truncated_z.mha").write_bytes((images / "whole_z.mha").read_bytes()[:-1000])
+    nrrd = _write(make_image(shape=(20, 40, 40)), images / "whole.nrrd")
+    (images / "truncated.nrrd").write_bytes(nrrd.read_bytes()[:-1000])
     frames = np.stack([np.full((4, 5, 6), t, np.int16) for t in range(3)])
     _write(sitk.GetImageFromArray(frames, isVector=False), images / "fourd.nii.gz")
     _write(sitk.GetImageFromArray(np.full((2, 2, 2), np.nan, np.float32)), images / "allnan.mha")
@@ -202,6 +206,8 @@ CASES = [
     (["info", "{w}/img/gztext.nii.gz"], "'gztext.nii.gz' cannot be read as an image", True),
     (["info", "{w}/img/truncated.nii.gz"], "'truncated.nii.gz' is truncated", True),
     (["info", "{w}/img/truncated.mha"], "'truncated.mha' is truncated: the header promises 64000 data bytes", True),
+    (["info", "{w}/img/truncated_z.mha"], "'truncated_z.mha' is truncated: the header promises", True),
+    (["info", "{w}/img/truncated.nrrd"], "'truncated.nrrd' is damaged or truncated", True),
     (["info", "{w}/img/garbage.dcm"], "'garbage.dcm' cannot be read as an image", True),
     (["info", "{w}/img/nodicom"], "no DICOM series found in folder '{w}/img/nodicom'", True),
     (["info", "{w}/img/dicom", "--series", "1.2.3"], "series '1.2.3' is not in", True),

@@ -3,6 +3,9 @@
 The inferer runs in a helper thread; the generator polls it, yields
 :class:`Progress` a few times a second, and when it is closed (the user
 cancelled) the next window raises and the thread ends before the generator does.
+A Ctrl-C (KeyboardInterrupt in the polling thread) stops the helper at its next
+window too, but the caller waits for that only briefly: it is never held until
+the run ends (it used to be, by the thread pool joining its worker).
 """
 
 from __future__ import annotations
