@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -100,12 +101,14 @@ def _brighter(label: sitk.Image) -> sitk.Image:
 
 def _bundles(root: Path, marker: Path) -> None:
     threshold_bundle(root / "seg")
-    for name in ("ts_garbage", "pt_random", "pt_evil", "pt_zip", "pt_shape", "pt_text"):
+    for name in ("ts_garbage", "pt_random", "pt_evil", "pt_pickle", "pt_zip", "pt_shape", "pt_text"):
         threshold_bundle(root / name)
     (root / "ts_garbage" / "models" / "model.pt").unlink()
     (root / "ts_garbage" / "models" / "model.ts").write_bytes(b"not a torchscript archive\n" * 40)
     (root / "pt_random" / "models" / "model.pt").write_bytes(np.random.default_rng(7).bytes(4096))
     torch.save({"weight": Evil(marker)}, root / "pt_evil" / "models" / "model.pt")
+    with open(root / "pt_pickle" / "models" / "model.pt", "wb") as handle:  # plain pickle, not torch's zip
+        pickle.dump({"weight": Evil(marker)}, handle)
     with zipfile.ZipFile(root / "pt_zip" / "models" / "model.pt", "w") as archive:
         archive.writestr("archive/data.pkl", b"garbage")
     torch.save({"weight": torch.zeros(3, 1, 1, 1, 1), "bias": torch.zeros(3)}, root / "pt_shape" / "models" / "model.pt")
@@ -248,6 +251,7 @@ CASES = [
     (INFER + ["{w}/b/pt_text", "--trust"], "'model.pt' is not a PyTorch weights file", False),
     (INFER + ["{w}/b/pt_zip"], "'model.pt' cannot be read as weights (corrupt or truncated", False),
     (INFER + ["{w}/b/pt_evil", "--trust"], "would unpickle arbitrary objects (posix.system); refused", False),
+    (INFER + ["{w}/b/pt_pickle", "--trust"], "would unpickle arbitrary objects (posix.system); refused", False),
     (INFER + ["{w}/b/pt_shape"], "weights in 'model.pt' do not fit the network (wrong shape: weight", False),
     (INFER + ["{w}/b/two_channels"], "expects 2 input channel(s); the image gives 1", False),
     (INFER + ["{w}/b/code"], "runs its own code", True),

@@ -290,7 +290,7 @@ def load_weights(network: torch.nn.Module, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         log.info("torch.load(%s, weights_only=True) failed: %s", path, exc)
-        needed = _unpickled_global(exc)
+        needed = _unpickled_global(exc) or next(iter(_pickled_objects(path)), None)
         if needed is None:
             raise ModelError(f"'{path.name}' is not a PyTorch weights file (corrupt or another format)") from None
         raise UntrustedCodeError(
@@ -396,6 +396,36 @@ def _unpickled_global(exc: BaseException) -> str | None:
     """
     match = re.search(r"GLOBAL ([\w.]+)", str(exc))
     return match.group(1) if match else None
+
+
+def _pickled_objects(path: Path) -> list[str]:
+    """Python objects a pickle names (``module.name``), read with :mod:`pickletools`: nothing runs.
+
+    torch's weights-only unpickler stops at the first opcode it does not know, before it sees what
+    a plain ``pickle.dump`` file would import; this tells such a file from a corrupt one.
+    """
+    import pickletools
+    import zipfile
+
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                members = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                data = archive.read(members[0]) if members else b""
+        else:
+            data = path.read_bytes()
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            if isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - a corrupt stream: what was found before it still counts
+        pass
+    return [name for name in found if not name.startswith(("torch.", "collections.OrderedDict"))]
 
 
 def _first_sentence(exc: BaseException) -> str:
