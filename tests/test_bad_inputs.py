@@ -111,7 +111,8 @@ def _bundles(root: Path, marker: Path) -> None:
         pickle.dump({"weight": Evil(marker)}, handle)
     with zipfile.ZipFile(root / "pt_zip" / "models" / "model.pt", "w") as archive:
         archive.writestr("archive/data.pkl", b"garbage")
-    torch.save({"weight": torch.zeros(3, 1, 1, 1, 1), "bias": torch.zeros(3)}, root / "pt_shape" / "models" / "model.pt")
+    torch.save({"weight": torch.zeros(3, 1, 1, 1, 1), "bias": torch.zeros(3)},
+               root / "pt_shape" / "models" / "model.pt")
     (root / "pt_text" / "models" / "model.pt").write_text("these are not weights\n")
     (threshold_bundle(root / "no_weights") / "models" / "model.pt").unlink()
     (root / "not_a_bundle").mkdir()
@@ -123,7 +124,8 @@ def _bundles(root: Path, marker: Path) -> None:
     meta["medvision"] = {"task": "registration"}
     (unknown_task / "configs" / "metadata.json").write_text(json.dumps(meta))
     two = {"network_def": {"_target_": "torch.nn.Conv3d", "in_channels": 2, "out_channels": 2, "kernel_size": 1},
-           "preprocessing": {"_target_": "Compose", "transforms": [{"_target_": "EnsureChannelFirstd", "keys": "image"}]},
+           "preprocessing": {"_target_": "Compose",
+                             "transforms": [{"_target_": "EnsureChannelFirstd", "keys": "image"}]},
            "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [16, 16, 16], "sw_batch_size": 1},
            "postprocessing": {"_target_": "Compose", "transforms": SEG_POSTPROCESSING[1:3]}}
     write_bundle(root / "two_channels", two, seg_metadata({0: "background", 1: "thing"}))
@@ -299,7 +301,8 @@ CASES = [
     (EVALUATE + ["{w}/b/seg", "--cases", "{w}/s/shifted"],
      "labelsTr/c2.nii.gz' does not match the geometry of its image '{w}/s/shifted/imagesTr/c2_0000.nii.gz': "
      "origin image (-92, -92, -55) vs label map (-85, -92, -55) mm", True),
-    (EVALUATE + ["{w}/b/seg", "--cases", "{w}/s/respaced"], "spacing image (8, 8, 10) vs label map (8, 8, 12) mm", True),
+    (EVALUATE + ["{w}/b/seg", "--cases", "{w}/s/respaced"], "spacing image (8, 8, 10) vs label map (8, 8, 12) mm",
+     True),
     (EVALUATE + ["{w}/b/seg", "--cases", "{w}/s/turned"], "direction image (1, 0, 0, 0, 1, 0, 0, 0, 1) vs label map",
      True),
     (EVALUATE + ["{w}/b/seg", "--cases", "{w}/s/cropped"], "size (x,y,z) image (24, 24, 12) vs label map (24, 24, 11)",

@@ -12,6 +12,17 @@ import logging
 import sys
 from pathlib import Path
 
+from ._cli_checks import (
+    check_infer_output,
+    check_input,
+    checked_store,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    overlap,
+    positive_float,
+)
+from ._cli_checks import positive_int as _positive_int
 from .core.errors import MedvisionError
 
 
@@ -20,86 +31,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
-
-
-def _positive_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def _overlap(text: str) -> float:
-    value = _number(text, float)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1 (a fraction of a window), not {value:g}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _number(text, float)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value:g}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _number(text, float)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value:g}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _number(text, float)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {value:g}")
-    return value
-
-
-def _number(text: str, kind: type):
-    """``kind(text)`` for argparse, refusing NaN and infinity; a bad value is one argparse error line."""
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not {'a whole number' if kind is int else 'a number'}") from None
-    if kind is float and value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
-    return value
-
-
-# --- checks that run before any model is built or image read ---------------------------------
-def _check_input(path: str) -> None:
-    """The study path exists (its type and contents are checked by the reader, still before any model)."""
-    from .core.errors import UnreadableFileError
-
-    if not Path(path).exists():
-        raise UnreadableFileError(f"'{path}' does not exist")
-
-
-def _check_infer_output(output: str | None, task: str) -> None:
-    """The --output of ``infer`` could be written: its ending fits the task, its folder is writable."""
-    if output is None:
-        return
-    from .core.io import WRITE_EXTENSIONS, check_destination
-
-    if task == "detection" and not output.lower().endswith(".json"):
-        raise MedvisionError("a detection result is a list of boxes: give --output a .json file name")
-    check_destination(output, (".json",) if task == "detection" else WRITE_EXTENSIONS)
-
-
-def _checked_store(folder: str):
-    """The case store at ``folder``, refused unless it is one (a folder with a readable dataset.json)."""
-    from .core.training import CaseStore
-
-    return CaseStore(folder).check()
 
 
 def _warn(warnings) -> None:
@@ -183,9 +114,9 @@ def cmd_infer(args) -> int:
     from .core.io import read_volume, write_volume
     from .core.models import find_bundle
 
-    _check_input(args.input)
+    check_input(args.input)
     bundle = find_bundle(args.model, trusted=args.trust)
-    _check_infer_output(args.output, bundle.task)
+    check_infer_output(args.output, bundle.task)
     bundle.check_trust()
     volume = read_volume(args.input, series_uid=args.series, frame=args.frame)
     _warn(volume.warnings)
@@ -288,7 +219,7 @@ def cmd_finetune(args) -> int:
 
     output = Path(args.output)
     check_new_model_dir(output)
-    store = _checked_store(args.cases)
+    store = checked_store(args.cases)
     bundle = find_bundle(args.model, trusted=args.trust)
     settings = FinetuneSettings(epochs=args.epochs, max_minutes=args.max_minutes,
                                 correction_weight=args.correction_weight,
@@ -306,7 +237,7 @@ def cmd_evaluate(args) -> int:
     from .core.models import find_bundle
     from .core.training.finetune import evaluate
 
-    store = _checked_store(args.cases)
+    store = checked_store(args.cases)
     bundle = find_bundle(args.model, trusted=args.trust)
     record = _drive_training(evaluate(bundle, store, device=args.device), quiet=args.json)
     if record["skipped"]:
@@ -392,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="image file or DICOM series folder")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.add_argument("--series", metavar="UID", help="series to read from a DICOM folder (default: largest)")
-    info.add_argument("--frame", type=_non_negative_int, metavar="K", help="volume to read from a 4D file")
+    info.add_argument("--frame", type=non_negative_int, metavar="K", help="volume to read from a 4D file")
     info.set_defaults(run=cmd_info)
 
     phantom = commands.add_parser("phantom", help="write synthetic CT cases in the case-store layout")
@@ -428,14 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--trust", action="store_true", help="allow the bundle to run its own code")
     infer.add_argument("--json", action="store_true")
     infer.add_argument("--series", metavar="UID")
-    infer.add_argument("--frame", type=_non_negative_int, metavar="K")
-    infer.add_argument("--overlap", type=_overlap, help="sliding-window overlap (0 <= overlap < 1)")
+    infer.add_argument("--frame", type=non_negative_int, metavar="K")
+    infer.add_argument("--overlap", type=overlap, help="sliding-window overlap (0 <= overlap < 1)")
     infer.add_argument("--sw-batch-size", type=_positive_int, help="windows per forward pass")
     infer.add_argument("--tta", action="store_true", help="average over flips (segmentation)")
-    infer.add_argument("--min-component-mm3", type=_non_negative_float, help="drop label pieces smaller than this")
+    infer.add_argument("--min-component-mm3", type=non_negative_float, help="drop label pieces smaller than this")
     infer.add_argument("--backend", default="torch", choices=("torch", "openvino", "onnxruntime"),
                        help="CPU engine for the windows (segmentation): torch is the reference")
-    infer.add_argument("--score-threshold", type=_fraction, help="lowest box score kept (detection)")
+    infer.add_argument("--score-threshold", type=fraction, help="lowest box score kept (detection)")
     infer.set_defaults(run=cmd_infer)
 
     train = commands.add_parser("train", help="regenerate a sample model from phantoms (reproducible)")
@@ -444,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cases", type=_positive_int, help="training cases (default: the model's own)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=_positive_int, help="most epochs (default: the model's own)")
-    train.add_argument("--max-minutes", type=_positive_float, help="time limit (default: the model's own)")
+    train.add_argument("--max-minutes", type=positive_float, help="time limit (default: the model's own)")
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     train.add_argument("--real-data", help="folder of real scans to report on in the model card")
     train.set_defaults(run=cmd_train)
@@ -454,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--cases", required=True, help="case store folder (nnU-Net raw layout)")
     finetune.add_argument("--output", required=True, help="new bundle folder (must not exist)")
     finetune.add_argument("--epochs", type=_positive_int, default=20)
-    finetune.add_argument("--max-minutes", type=_positive_float, default=5.0)
-    finetune.add_argument("--correction-weight", type=_non_negative_float, default=0.0,
+    finetune.add_argument("--max-minutes", type=positive_float, default=5.0)
+    finetune.add_argument("--correction-weight", type=non_negative_float, default=0.0,
                           help="extra loss weight of voxels the user edited (0: off)")
     finetune.add_argument("--validation-cases", nargs="*", metavar="CASE")
     finetune.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
