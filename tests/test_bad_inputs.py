@@ -318,6 +318,7 @@ CASES = [
                               for i, c in enumerate(CASES)])
 def test_bad_input_is_one_line_and_changes_nothing(world, args, expected, before_build, capfd, monkeypatch):
     monkeypatch.setenv("MEDVISION_MODELS", str(world / "models"))
+    monkeypatch.setenv("MEDVISION_TRUST_FILE", str(world / "trusted_bundles.json"))
     builds = []
     real_build = bundle_module.Bundle.build
     monkeypatch.setattr(bundle_module.Bundle, "build", lambda self, device: builds.append(self.name) or

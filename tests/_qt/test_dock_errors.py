@@ -118,7 +118,7 @@ def test_opening_a_case_whose_label_moved(trainer, errors):
     assert len(viewer.layers) == 0
 
 
-def test_adding_a_case_on_another_grid(trainer, errors):
+def test_adding_a_case_on_another_grid(trainer, errors, qtbot):
     viewer, widget, store = trainer
     case = generate_phantom(3, **TINY)
     moved = case.label.with_array(case.label.array)
@@ -128,9 +128,11 @@ def test_adding_a_case_on_another_grid(trainer, errors):
     widget.image_combo.setCurrentText("ct3")
     widget.labels_combo.setCurrentText("ct3 labels")
     before = snapshot(store.root)
-    assert widget.add_case("c3") is False
+    assert widget.add_case("c3") is not None      # written in a worker
+    qtbot.waitUntil(lambda: not widget.writes.busy, timeout=60_000)
     one_notification(errors, "does not match the image's geometry: origin image")
     assert snapshot(store.root) == before and store.case_ids() == ["c1", "c2"]
+    assert widget.status.text() == "case c3 was not saved"
 
 
 def test_opening_a_store_with_a_broken_dataset_json(trainer, errors, tmp_path):

@@ -13,6 +13,7 @@ rest of the volume — the model's own output — being forgotten.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -231,7 +232,9 @@ class CorrectionAwareLoss(torch.nn.Module):
 
 def paired_preprocessing(bundle: Bundle):
     """The bundle's preprocessing applied to image, label and edit mask alike (nearest for masks)."""
-    config = bundle._stripped_config()
+    # The config as the bundle builds it (macros expanded, image loaders dropped), so what the
+    # trust gate judged is what runs here; plain JSON, copied before it is changed.
+    config = copy.deepcopy(bundle._parser(torch.device("cpu")).get())
     transforms = []
     for step in config["preprocessing"]["transforms"]:
         step = dict(step)
