@@ -6,11 +6,23 @@ User errors print one ``error: ...`` line on stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
 
+from ._cli_checks import (
+    check_infer_output,
+    check_input,
+    checked_store,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    overlap,
+    positive_float,
+)
+from ._cli_checks import positive_int as _positive_int
 from .core.errors import MedvisionError
 
 
@@ -19,13 +31,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _warn(warnings) -> None:
@@ -109,11 +114,12 @@ def cmd_infer(args) -> int:
     from .core.io import read_volume, write_volume
     from .core.models import find_bundle
 
+    check_input(args.input)
     bundle = find_bundle(args.model, trusted=args.trust)
+    check_infer_output(args.output, bundle.task)
+    bundle.check_trust()
     volume = read_volume(args.input, series_uid=args.series, frame=args.frame)
     _warn(volume.warnings)
-    if args.output and bundle.task == "detection" and not args.output.lower().endswith(".json"):
-        raise MedvisionError("a detection result is a list of boxes: give --output a .json file name")
     engine = run_model(bundle, volume, device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
                        tta=args.tta or None, min_component_mm3=args.min_component_mm3,
                        score_threshold=args.score_threshold, backend=args.backend)
@@ -208,17 +214,17 @@ def _train_line(step) -> str | None:
 
 def cmd_finetune(args) -> int:
     from .core.models import find_bundle
-    from .core.training import CaseStore
-    from .core.training.finetune import FinetuneSettings, finetune
+    from .core.training.finetune import FinetuneSettings, check_new_model_dir, finetune
     from .core.training.versions import VersionStore
 
-    bundle = find_bundle(args.model, trusted=args.trust)
     output = Path(args.output)
+    check_new_model_dir(output)
+    store = checked_store(args.cases)
+    bundle = find_bundle(args.model, trusted=args.trust)
     settings = FinetuneSettings(epochs=args.epochs, max_minutes=args.max_minutes,
                                 correction_weight=args.correction_weight,
                                 validation_cases=args.validation_cases or None)
-    job = finetune(bundle, CaseStore(args.cases), VersionStore(output.parent), settings, device=args.device,
-                   output=output)
+    job = finetune(bundle, store, VersionStore(output.parent), settings, device=args.device, output=output)
     result = _drive_training(job, quiet=args.json)
     summary = {"parent": str(bundle.path), **result.summary()}
     print(json.dumps(summary) if args.json else
@@ -229,11 +235,14 @@ def cmd_finetune(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .core.models import find_bundle
-    from .core.training import CaseStore
     from .core.training.finetune import evaluate
 
+    store = checked_store(args.cases)
     bundle = find_bundle(args.model, trusted=args.trust)
-    record = _drive_training(evaluate(bundle, CaseStore(args.cases), device=args.device), quiet=args.json)
+    record = _drive_training(evaluate(bundle, store, device=args.device), quiet=args.json)
+    if record["skipped"]:
+        _warn([f"{len(record['skipped'])} case(s) skipped: "
+               + ", ".join(f"{case} ({why})" for case, why in record["skipped"].items())])
     print(json.dumps(record) if args.json else
           "\n".join([f"{k:<20} {v}" for k, v in record["dice"].items()] + [f"mean Dice {record['mean_dice']} "
                                                                            f"over {record['cases']} cases"]))
@@ -314,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="image file or DICOM series folder")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.add_argument("--series", metavar="UID", help="series to read from a DICOM folder (default: largest)")
-    info.add_argument("--frame", type=int, metavar="K", help="volume to read from a 4D file")
+    info.add_argument("--frame", type=non_negative_int, metavar="K", help="volume to read from a 4D file")
     info.set_defaults(run=cmd_info)
 
     phantom = commands.add_parser("phantom", help="write synthetic CT cases in the case-store layout")
@@ -350,14 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--trust", action="store_true", help="allow the bundle to run its own code")
     infer.add_argument("--json", action="store_true")
     infer.add_argument("--series", metavar="UID")
-    infer.add_argument("--frame", type=int, metavar="K")
-    infer.add_argument("--overlap", type=float, help="sliding-window overlap (0..1)")
+    infer.add_argument("--frame", type=non_negative_int, metavar="K")
+    infer.add_argument("--overlap", type=overlap, help="sliding-window overlap (0 <= overlap < 1)")
     infer.add_argument("--sw-batch-size", type=_positive_int, help="windows per forward pass")
     infer.add_argument("--tta", action="store_true", help="average over flips (segmentation)")
-    infer.add_argument("--min-component-mm3", type=float, help="drop label pieces smaller than this")
+    infer.add_argument("--min-component-mm3", type=non_negative_float, help="drop label pieces smaller than this")
     infer.add_argument("--backend", default="torch", choices=("torch", "openvino", "onnxruntime"),
                        help="CPU engine for the windows (segmentation): torch is the reference")
-    infer.add_argument("--score-threshold", type=float, help="lowest box score kept (detection)")
+    infer.add_argument("--score-threshold", type=fraction, help="lowest box score kept (detection)")
     infer.set_defaults(run=cmd_infer)
 
     train = commands.add_parser("train", help="regenerate a sample model from phantoms (reproducible)")
@@ -366,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cases", type=_positive_int, help="training cases (default: the model's own)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=_positive_int, help="most epochs (default: the model's own)")
-    train.add_argument("--max-minutes", type=float, help="time limit (default: the model's own)")
+    train.add_argument("--max-minutes", type=positive_float, help="time limit (default: the model's own)")
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     train.add_argument("--real-data", help="folder of real scans to report on in the model card")
     train.set_defaults(run=cmd_train)
@@ -376,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--cases", required=True, help="case store folder (nnU-Net raw layout)")
     finetune.add_argument("--output", required=True, help="new bundle folder (must not exist)")
     finetune.add_argument("--epochs", type=_positive_int, default=20)
-    finetune.add_argument("--max-minutes", type=float, default=5.0)
-    finetune.add_argument("--correction-weight", type=float, default=0.0,
+    finetune.add_argument("--max-minutes", type=positive_float, default=5.0)
+    finetune.add_argument("--correction-weight", type=non_negative_float, default=0.0,
                           help="extra loss weight of voxels the user edited (0: off)")
     finetune.add_argument("--validation-cases", nargs="*", metavar="CASE")
     finetune.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -417,17 +426,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; ``argv`` None means this process is the ``medvision`` program itself.
+
+    Library warnings (MONAI deprecations, torch notices) and ITK's own warnings stay off stderr:
+    they go to the log, shown with ``-v``. Our own warnings are ``warning:`` lines.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
+    with _library_warnings_to_log():
+        try:
+            return args.run(args)
+        except MedvisionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            if argv is None:
+                _exit_now(130)
+            return 130
+
+
+@contextlib.contextmanager
+def _library_warnings_to_log():
+    """Python warnings through logging (``py.warnings``, a WARNING hidden unless -v); ITK's display off."""
+    import SimpleITK as sitk
+
+    itk_before = sitk.ProcessObject_GetGlobalWarningDisplay()
+    logging.captureWarnings(True)
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
     try:
-        return args.run(args)
-    except MedvisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        sitk.ProcessObject_SetGlobalWarningDisplay(itk_before)
+        logging.captureWarnings(False)
+
+
+def _exit_now(code: int) -> None:
+    """Leave the process at once after an interrupt, output flushed.
+
+    A normal interpreter exit tears down torch and MONAI, which takes 2-13 s on a loaded CPU
+    (measured here), and aborts if a sliding-window thread is still inside a window. Every
+    write is atomic, so nothing is left half-written by skipping the teardown.
+    """
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":

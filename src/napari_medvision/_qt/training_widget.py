@@ -163,8 +163,7 @@ class TrainingWidget(QWidget):
         folder = Path(folder)
         try:
             if (folder / "dataset.json").is_file():
-                store = CaseStore(folder)
-                store.dataset()
+                store = CaseStore(folder).check()
             else:
                 bundle = self.base_bundle()
                 if bundle is None:
@@ -218,8 +217,12 @@ class TrainingWidget(QWidget):
             return
         from napari.layers import Layer
 
-        image, label = self.store.read_case(item.text())
-        names = {v: k for k, v in self.store.dataset()["labels"].items() if v}
+        try:
+            image, label = self.store.read_case(item.text())
+            names = {v: k for k, v in self.store.dataset()["labels"].items() if v}
+        except MedvisionError as exc:  # e.g. a label file on another grid, changed outside the dock
+            report_error(exc)
+            return
         self.viewer.add_layer(Layer.create(*image_layer_data(image, item.text())))
         self.viewer.add_layer(Layer.create(*labels_layer_data(label, f"{item.text()} labels", names, opacity=0.5)))
 
@@ -323,7 +326,8 @@ class TrainingWidget(QWidget):
         job = finetune(bundle, self.store, versions, settings)
         self._set_running(True)
         self.worker = start_engine(job, on_progress=self._on_progress, on_result=self._on_finished,
-                                   on_finished=lambda: self._set_running(False), on_aborted=self._on_aborted)
+                                   on_error=self._on_error, on_finished=lambda: self._set_running(False),
+                                   on_aborted=self._on_aborted)
         self.status.setText(f"fine-tuning {bundle.name} on {len(self.store.case_ids())} cases…")
         return self.worker
 
@@ -355,6 +359,10 @@ class TrainingWidget(QWidget):
         self.status.setText(f"wrote {result.version.name}: validation Dice {result.base_dice:.3f} → "
                             f"{result.best_dice:.3f} ({verdict} its parent) in {result.seconds:.0f} s")
 
+    def _on_error(self, exc: BaseException) -> None:
+        self.status.setText("failed: cases and versions are unchanged")
+        report_error(exc)
+
     def _on_aborted(self) -> None:
         # The engine finishes its cancel (maybe writing a kept version) in the background.
         QTimer.singleShot(1500, self.refresh_versions)
@@ -370,10 +378,10 @@ class TrainingWidget(QWidget):
             if versions is None or layer is None:
                 raise MedvisionError("need an image and at least one version to compare")
             bundles = versions.comparison_pair(first, second, base=self.base_bundle())
+            volume = layer_volume(layer)
         except MedvisionError as exc:
             report_error(exc)
             return None
-        volume = layer_volume(layer)
         reference = self._layer(self.labels_combo, Labels)
         truth = np.asarray(reference.data) if reference is not None else None
 
@@ -397,7 +405,7 @@ class TrainingWidget(QWidget):
             self.status.setText(text)
 
         self._set_running(True)
-        self.worker = start_engine(job(), on_progress=lambda _: None, on_result=show,
+        self.worker = start_engine(job(), on_progress=lambda _: None, on_result=show, on_error=self._on_error,
                                    on_finished=lambda: self._set_running(False))
         return self.worker
 

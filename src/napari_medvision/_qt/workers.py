@@ -30,10 +30,16 @@ def root_cause(exc: BaseException) -> str:
 def report_error(exc: BaseException) -> None:
     """A user error as its one-line message; anything else with its type, details in the log."""
     if isinstance(exc, MedvisionError):
-        show_error(str(exc))
+        show_error(_one_line(str(exc)))
     else:
         log.error("unexpected failure", exc_info=exc)
-        show_error(f"napari-medvision: unexpected {type(exc).__name__}: {exc}")
+        show_error(f"napari-medvision: unexpected {type(exc).__name__}: {_one_line(str(exc))}")
+
+
+def _one_line(text: str) -> str:
+    """A notification is one line: libraries append paragraphs of advice (the log keeps them)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "failed"
 
 
 def start_worker(function: Callable, *args, on_result: Callable | None = None, on_error: Callable | None = None,

@@ -23,6 +23,9 @@ from .errors import GeometryMismatchError
 
 #: Absolute tolerance used to decide that two geometries are the same.
 GEOMETRY_TOLERANCE = 1e-6
+#: Tolerance when pairing a label map with its image (mm for spacing / origin, cosines for
+#: direction): NIfTI keeps its header in float32, so a faithful copy can differ by ~1e-5 mm.
+PAIRING_TOLERANCE = 1e-4
 
 
 @dataclass(eq=False)
@@ -176,18 +179,26 @@ def geometry_differences(a: Volume, b: Volume, names: tuple[str, str] = ("first"
     return diffs
 
 
-def check_same_geometry(image: Volume, label: Volume, what: str = "label map") -> None:
-    """Refuse to pair ``label`` with ``image`` unless their grids are identical.
+def check_same_geometry(image: Volume, label: Volume, what: str = "label map", *,
+                        tol: float = PAIRING_TOLERANCE) -> None:
+    """Refuse to pair ``label`` with ``image`` unless their grids are the same (to ``tol``).
+
+    When both volumes were read from files (``metadata["path"]``), the message names both files.
 
     Raises:
         GeometryMismatchError: naming every difference.
     """
-    diffs = geometry_differences(image, label, names=("image", what))
-    if diffs:
+    diffs = geometry_differences(image, label, names=("image", what), tol=tol)
+    if not diffs:
+        return
+    image_file, label_file = image.metadata.get("path"), label.metadata.get("path")
+    if image_file and label_file:
         raise GeometryMismatchError(
-            f"the {what} does not match the image's geometry: " + "; ".join(diffs)
+            f"the {what} '{label_file}' does not match the geometry of its image '{image_file}': "
+            + "; ".join(diffs) + "; resample it onto the image's grid"
         )
+    raise GeometryMismatchError(f"the {what} does not match the image's geometry: " + "; ".join(diffs))
 
 
 def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+    return "(" + ", ".join(f"{v + 0.0:.6g}" for v in values) + ")"  # + 0.0: no "-0"

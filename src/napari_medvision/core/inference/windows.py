@@ -3,6 +3,9 @@
 The inferer runs in a helper thread; the generator polls it, yields
 :class:`Progress` a few times a second, and when it is closed (the user
 cancelled) the next window raises and the thread ends before the generator does.
+A Ctrl-C (KeyboardInterrupt in the polling thread) stops the helper at its next
+window too, but the caller waits for that only briefly: it is never held until
+the run ends (it used to be, by the thread pool joining its worker).
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import inspect
 import logging
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Generator, Sequence
 
 import torch
@@ -26,6 +27,8 @@ from .progress import Progress
 
 log = logging.getLogger(__name__)
 _POLL_SECONDS = 0.05
+#: How long an interrupted caller waits for the current window to end (a clean stop) before leaving.
+_GRACE_SECONDS = 1.5
 
 
 def count_windows(image_shape: Sequence[int], roi_size: Sequence[int], overlap: float) -> int:
@@ -152,17 +155,52 @@ def _run_once(inferer, inputs, network, device, amp, label):
             out = inferer(data, predictor) if inferer is not None else predictor(data.to(device))
             return out.float() if isinstance(out, torch.Tensor) else out
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medvision-infer") as pool:
-        future = pool.submit(work)
-        try:
-            while True:
-                try:
-                    result = future.result(timeout=_POLL_SECONDS)
-                    break
-                except FutureTimeout:
-                    yield Progress(min(done[0], total), total, label)
-        except GeneratorExit:
-            stop.set()
-            raise
+    worker = _Worker(work)
+    worker.start()
+    try:
+        while not worker.done.wait(_POLL_SECONDS):
+            yield Progress(min(done[0], total), total, label)
+    except GeneratorExit:
+        # Closed from another thread (a widget's cancel): the network is shared with the next run,
+        # so wait for the current window to end before the generator does.
+        stop.set()
+        worker.done.wait()
+        raise
+    except BaseException:
+        # Ctrl-C (KeyboardInterrupt) or any error in the caller: the worker stops at its next
+        # window; the caller waits for that a moment at most (the worker is a daemon thread).
+        stop.set()
+        if not worker.done.wait(_GRACE_SECONDS):
+            log.info("the sliding-window thread is still in a window; not waiting for it")
+        raise
+    result = worker.result()
     yield Progress(total, total, label)
     return result
+
+
+class _Worker(threading.Thread):
+    """Runs ``function`` once; ``done`` is set when it returned or raised.
+
+    A daemon thread rather than a ``ThreadPoolExecutor`` worker: the interpreter joins executor
+    threads at exit, so a Ctrl-C during a long forward pass would still wait for the pass to end.
+    """
+
+    def __init__(self, function: Callable):
+        super().__init__(name="medvision-infer", daemon=True)
+        self._function = function
+        self._outcome: tuple[bool, object] | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._outcome = (True, self._function())
+        except BaseException as exc:  # re-raised in the caller by result()
+            self._outcome = (False, exc)
+        finally:
+            self.done.set()
+
+    def result(self):
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from ..errors import UnreadableFileError
 from ..volume import Volume
-from ._itk import itk_reason
+from ._itk import itk_reason, quiet_itk
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +75,17 @@ def list_dicom_series(folder: str | Path) -> list[DicomSeries]:
         UnreadableFileError: the folder holds no DICOM series.
     """
     folder = Path(folder)
-    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     found = []
-    for uid in uids:
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-        if not files:
-            continue
-        try:
-            tags = dicom_tags(_header(files[0]))
-        except RuntimeError:
-            continue
-        found.append(DicomSeries(uid, tuple(files), tags["series_description"] or "", tags["modality"]))
+    with quiet_itk():  # GDCM says "No Series were found" on stderr; the error below says it once
+        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+            if not files:
+                continue
+            try:
+                tags = dicom_tags(_header(files[0]))
+            except RuntimeError:
+                continue
+            found.append(DicomSeries(uid, tuple(files), tags["series_description"] or "", tags["modality"]))
     if not found:
         raise UnreadableFileError(f"no DICOM series found in folder '{folder}'")
     return sorted(found, key=lambda s: -s.n_slices)
@@ -143,10 +143,11 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Volu
             )
         chosen = matches[0]
     try:
-        files, gap_warnings = _sorted_by_position(chosen.files)
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(files)
-        image = reader.Execute()
+        with quiet_itk():
+            files, gap_warnings = _sorted_by_position(chosen.files)
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            image = reader.Execute()
     except RuntimeError as exc:
         raise UnreadableFileError(f"DICOM series in '{folder.name}' cannot be read: {itk_reason(exc)}") from None
     volume = Volume.from_sitk(

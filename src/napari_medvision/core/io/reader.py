@@ -14,7 +14,8 @@ import SimpleITK as sitk
 
 from ..errors import FourDimensionalError, UnreadableFileError, UnsupportedFormatError
 from ..volume import Volume, check_same_geometry
-from ._itk import itk_reason
+from ._itk import itk_reason, quiet_itk
+from .metaimage_check import check_metaimage_complete
 from .nifti_check import check_nifti_complete
 from .dicom import dicom_tags, is_dicom_file, read_dicom_series
 
@@ -71,7 +72,8 @@ def read_volume(path: str | Path, *, series_uid: str | None = None, frame: int |
             f"'{path.name}' is not a supported image type; use one of "
             + ", ".join(READ_EXTENSIONS) + ", or a DICOM folder"
         )
-    volume = _read_file(path, kind, frame)
+    with quiet_itk():
+        volume = _read_file(path, kind, frame)
     _replace_non_finite(volume)
     for warning in volume.warnings:
         log.warning("%s: %s", path.name, warning)
@@ -106,6 +108,8 @@ def _read_file(path: Path, kind: str, frame: int | None) -> Volume:
         raise UnreadableFileError(f"'{path.name}' is {dimension}D; only 2D, 3D and 4D images are supported")
     if path.name.lower().endswith((".nii", ".nii.gz")):
         check_nifti_complete(path)
+    elif path.name.lower().endswith(".mha"):
+        check_metaimage_complete(path)
     try:
         image = reader.Execute()
     except RuntimeError as exc:

@@ -30,14 +30,45 @@ def compact_label_dtype(array: np.ndarray) -> np.ndarray:
     return array.astype(np.int64, copy=False)
 
 
-def extension_of(path: Path) -> str:
+def extension_of(path: Path, extensions: tuple[str, ...] = WRITE_EXTENSIONS) -> str:
+    """The file ending of ``path`` among ``extensions`` (lower case).
+
+    Raises:
+        UnsupportedFormatError: naming the endings that are written.
+    """
     name = path.name.lower()
-    for ext in WRITE_EXTENSIONS:
+    for ext in extensions:
         if name.endswith(ext):
             return ext
     raise UnsupportedFormatError(
-        f"cannot write '{path.name}': use one of " + ", ".join(WRITE_EXTENSIONS)
+        f"cannot write '{path.name}': use one of " + ", ".join(extensions)
     )
+
+
+def check_destination(path: str | Path, extensions: tuple[str, ...] = WRITE_EXTENSIONS) -> str:
+    """Check, before any work, that a file could be written at ``path``; returns its ending.
+
+    Args:
+        path: the file to be written (it may exist: it would be replaced).
+        extensions: endings accepted (default: the volume formats :func:`write_volume` writes).
+
+    Raises:
+        UnsupportedFormatError: an ending not in ``extensions``.
+        WriteError: ``path`` is a folder, or its folder is missing, not a folder, or read-only.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(f"cannot write '{path}': it is a folder; give a file name ending in "
+                         + ", ".join(extensions))
+    ext = extension_of(path, extensions)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.exists():
+        raise WriteError(f"cannot write '{path.name}': folder '{folder}' does not exist")
+    if not folder.is_dir():
+        raise WriteError(f"cannot write '{path.name}': '{folder}' is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WriteError(f"cannot write '{path.name}': folder '{folder}' is read-only for you")
+    return ext
 
 
 def write_volume(volume: Volume, path: str | Path, *, labels: bool = False) -> Path:
@@ -56,10 +87,8 @@ def write_volume(volume: Volume, path: str | Path, *, labels: bool = False) -> P
         WriteError: missing or read-only folder, or ITK failed; nothing was changed.
     """
     path = Path(path)
-    ext = extension_of(path)
+    ext = check_destination(path)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise WriteError(f"cannot write '{path.name}': folder '{folder}' does not exist")
     array = volume.array
     if labels:
         if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):

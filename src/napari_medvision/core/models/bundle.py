@@ -234,8 +234,10 @@ class Bundle:
         elif script.is_file():
             try:
                 network = torch.jit.load(str(script), map_location="cpu")
-            except RuntimeError as exc:
-                raise ModelError(f"'{script.name}' is not a TorchScript model: {_first_line(exc)}") from None
+            except Exception as exc:  # torch raises RuntimeError, ValueError... for files it cannot parse
+                log.info("torch.jit.load(%s) failed: %r", script, exc)
+                raise ModelError(f"'{script.name}' in bundle '{self.name}' is not a TorchScript model "
+                                 "(corrupt, or not saved with torch.jit.save)") from None
         elif "network_def" in self.config:
             raise ModelError(f"bundle '{self.name}' has no weights: expected {weights} (or models/model.ts)")
         else:
@@ -287,12 +289,20 @@ def load_weights(network: torch.nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        log.info("torch.load(%s, weights_only=True) failed: %s", path, exc)
+        needed = _unpickled_global(exc) or next(iter(_pickled_objects(path)), None)
+        if needed is None:
+            raise ModelError(f"'{path.name}' is not a PyTorch weights file (corrupt or another format)") from None
         raise UntrustedCodeError(
-            f"'{path.name}' is not plain weights: loading it would unpickle arbitrary objects "
-            f"({_first_line(exc)[:120]}); refused"
+            f"'{path.name}' is not plain weights: loading it would unpickle arbitrary objects ({needed}); refused"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
-        raise ModelError(f"'{path.name}' cannot be read as weights: {_first_line(exc)}") from None
+        log.info("torch.load(%s, weights_only=True) failed: %s", path, exc)
+        raise ModelError(f"'{path.name}' cannot be read as weights (corrupt or truncated: "
+                         f"{_first_sentence(exc)})") from None
+    except Exception as exc:  # the weights-only unpickler fails on random bytes in many ways
+        log.info("torch.load(%s, weights_only=True) failed: %r", path, exc)
+        raise ModelError(f"'{path.name}' is not a PyTorch weights file (corrupt or another format)") from None
     for key in ("model", "state_dict", "network"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -377,6 +387,50 @@ def _read_config(path: Path) -> dict:
         raise ModelError(f"cannot read '{path}': {_first_line(exc)}") from None
     except Exception as exc:  # yaml.YAMLError
         raise ModelError(f"cannot read '{path}': {_first_line(exc)}") from None
+
+
+def _unpickled_global(exc: BaseException) -> str | None:
+    """The Python object a weights-only load refused (``posix.system``...), None if it refused none.
+
+    torch explains a refusal in several paragraphs; the one fact a user needs is what the file wanted.
+    """
+    match = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return match.group(1) if match else None
+
+
+def _pickled_objects(path: Path) -> list[str]:
+    """Python objects a pickle names (``module.name``), read with :mod:`pickletools`: nothing runs.
+
+    torch's weights-only unpickler stops at the first opcode it does not know, before it sees what
+    a plain ``pickle.dump`` file would import; this tells such a file from a corrupt one.
+    """
+    import pickletools
+    import zipfile
+
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                members = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                data = archive.read(members[0]) if members else b""
+        else:
+            data = path.read_bytes()
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            if isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - a corrupt stream: what was found before it still counts
+        pass
+    return [name for name in found if not name.startswith(("torch.", "collections.OrderedDict"))]
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """The first sentence of an exception's first line (torch appends advice paragraphs)."""
+    return re.split(r"(?<=[a-z0-9)])\. ", _first_line(exc), maxsplit=1)[0].rstrip(".")[:160]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,10 +17,12 @@ import re
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from .._atomic import write_json_atomic
 from ..errors import MedvisionError
 from ..io import read_volume, write_volume
+from ..io._itk import quiet_itk
 from ..volume import Volume, check_same_geometry
 
 FILE_ENDING = ".nii.gz"
@@ -73,11 +75,36 @@ class CaseStore:
         return store
 
     def dataset(self) -> dict:
-        """The parsed ``dataset.json``."""
+        """The parsed ``dataset.json``.
+
+        Raises:
+            MedvisionError: a missing folder, no ``dataset.json``, or one that is not a JSON object with labels.
+        """
         path = self.root / "dataset.json"
+        if not self.root.is_dir():
+            raise MedvisionError(f"case store '{self.root}' does not exist (or is not a folder)")
         if not path.is_file():
-            raise MedvisionError(f"'{self.root}' is not a case store (no dataset.json)")
-        return json.loads(path.read_text(encoding="utf-8"))
+            raise MedvisionError(f"'{self.root}' is not a case store (no dataset.json); "
+                                 "create one in the Fine-tune dock or with 'medvision phantom'")
+        try:
+            dataset = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise MedvisionError(f"'{path}' cannot be read as JSON ({_first_line(exc)})") from None
+        if not isinstance(dataset, dict) or not isinstance(dataset.get("labels"), dict):
+            raise MedvisionError(f"'{path}' is not an nnU-Net dataset.json: it needs a \"labels\" object")
+        return dataset
+
+    def check(self) -> "CaseStore":
+        """Refuse, before any work, a folder that is not a readable case store; returns the store.
+
+        Raises:
+            MedvisionError: see :meth:`dataset`; also labels that are not whole numbers.
+        """
+        try:
+            self.label_names()
+        except (TypeError, ValueError):
+            raise MedvisionError(f"'{self.root / 'dataset.json'}' has labels that are not whole numbers") from None
+        return self
 
     def label_names(self) -> dict[int, str]:
         """``{value: name}`` of the store's labels, background excluded."""
@@ -91,6 +118,19 @@ class CaseStore:
             if self.image_path(case_id).exists():
                 ids.append(case_id)
         return ids
+
+    def incomplete_cases(self) -> dict[str, str]:
+        """Cases with only one of their two files: ``{case: "no label file" | "no image file"}``."""
+        found = {}
+        for image in sorted(self.images_dir.glob(f"*_0000{FILE_ENDING}")):
+            case_id = image.name[: -len(f"_0000{FILE_ENDING}")]
+            if not self.label_path(case_id).exists():
+                found[case_id] = "no label file"
+        for label in sorted(self.labels_dir.glob(f"*{FILE_ENDING}")):
+            case_id = label.name[: -len(FILE_ENDING)]
+            if not self.image_path(case_id).exists():
+                found[case_id] = "no image file"
+        return dict(sorted(found.items()))
 
     def image_path(self, case_id: str) -> Path:
         return self.images_dir / f"{case_id}_0000{FILE_ENDING}"
@@ -120,12 +160,30 @@ class CaseStore:
         write_volume(image, self.image_path(case_id))
         self._update_count()
 
+    def check_geometry(self, case_id: str) -> None:
+        """Refuse a case whose label lies on another grid than its image, from the two file headers only
+        (no voxels are read, so a whole store is checked before any work starts).
+
+        Raises:
+            GeometryMismatchError: naming both files and every difference.
+        """
+        image, label = _header_volume(self.image_path(case_id)), _header_volume(self.label_path(case_id))
+        if image is not None and label is not None:
+            check_same_geometry(image, label)
+
     def edit_path(self, case_id: str) -> Path:
         return self.edits_dir / f"{case_id}{FILE_ENDING}"
 
     def read_case(self, case_id: str) -> tuple[Volume, Volume]:
-        """``(image, label)`` of one case."""
-        return read_volume(self.image_path(case_id)), read_volume(self.label_path(case_id))
+        """``(image, label)`` of one case, checked to share one grid.
+
+        Raises:
+            GeometryMismatchError: the label's size, spacing, origin or direction differs from the
+                image's (beyond :data:`~..volume.PAIRING_TOLERANCE`), naming both files.
+        """
+        image, label = read_volume(self.image_path(case_id)), read_volume(self.label_path(case_id))
+        check_same_geometry(image, label)
+        return image, label
 
     def read_edits(self, case_id: str) -> Volume | None:
         """The case's edit mask, or None when it was added without a model output."""
@@ -142,3 +200,25 @@ class CaseStore:
         dataset = self.dataset()
         dataset["numTraining"] = len(self.case_ids())
         write_json_atomic(self.root / "dataset.json", dataset)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _header_volume(path: Path) -> Volume | None:
+    """A voxel-less Volume with the geometry of ``path``'s header (None if the header is unreadable:
+    reading the file then reports why)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with quiet_itk():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    if reader.GetDimension() != 3:
+        return None
+    voxels = np.broadcast_to(np.zeros((), np.uint8), tuple(reversed(reader.GetSize())))
+    return Volume(voxels, reader.GetSpacing(), reader.GetOrigin(), np.reshape(reader.GetDirection(), (3, 3)),
+                  {"path": str(path)})

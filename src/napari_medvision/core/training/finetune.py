@@ -13,6 +13,7 @@ rest of the volume — the model's own output — being forgotten.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -80,30 +81,33 @@ def finetune(bundle: Bundle, store: CaseStore, versions: VersionStore, settings:
              *, device: str = "auto", output: Path | None = None) -> Generator[object, None, FinetuneResult]:
     """Fine-tune ``bundle`` on ``store`` and write the result as a new version in ``versions``.
 
+    Every input is checked before the model is built: the output folder, the store, the task,
+    the validation cases, and each case's label (geometry and values) while it is prepared.
+
     Raises:
         ModelError: not a segmentation bundle, or cases with labels the model does not have.
-        MedvisionError: no cases.
+        GeometryMismatchError: a case whose label does not lie on its image's grid.
+        MedvisionError: no cases, an existing ``output``, or not a case store.
     """
     import time
 
     settings = settings or FinetuneSettings()
     start = time.perf_counter()
-    if bundle.task != "segmentation":
-        raise ModelError(f"only segmentation models can be fine-tuned; '{bundle.name}' is {bundle.task}")
-    cases = store.case_ids()
-    if not cases:
-        raise MedvisionError(f"the case store '{store.root}' has no cases yet: add a corrected case first")
+    if output is not None:
+        check_new_model_dir(output)
+    cases = check_cases(bundle, store, "fine-tuned")
     train_ids, val_ids = _split(cases, settings.validation_cases)
     torch_device = choose_device(device)
-    yield "building the model"
-    model = bundle.build(torch_device)          # a fresh copy: the cached inference model stays untouched
-    network = model.network
+    bundle.check_trust()                         # parsing its transforms may run the bundle's code
     num_classes = _output_channels(bundle)
     prepare = paired_preprocessing(bundle)
     items = {}
     for number, case_id in enumerate(cases):
         items[case_id] = _case_item(store, case_id, prepare, num_classes, bundle)
         yield f"preparing case {number + 1}/{len(cases)}"
+    yield "building the model"
+    model = bundle.build(torch_device)          # a fresh copy: the cached inference model stays untouched
+    network = model.network
     roi = tuple(getattr(model.inferer, "roi_size", (64, 64, 32)))
     train_settings = TrainSettings(max_epochs=settings.epochs, max_minutes=settings.max_minutes,
                                    learning_rate=settings.learning_rate, batch_size=settings.batch_size,
@@ -141,11 +145,21 @@ def finetune(bundle: Bundle, store: CaseStore, versions: VersionStore, settings:
 
 def evaluate(bundle: Bundle, store: CaseStore, device: str = "auto",
              case_ids: list[str] | None = None) -> Generator[object, None, dict]:
-    """Dice per label of ``bundle`` against the store's labels, in each case's own geometry."""
+    """Dice per label of ``bundle`` against the store's labels, in each case's own geometry.
+
+    Cases with only one of their files are skipped with a logged warning and listed under
+    ``"skipped"`` in the returned record.
+
+    Raises:
+        GeometryMismatchError: a label that does not lie on its image's grid (naming both files).
+        ModelError: not a segmentation model.
+        MedvisionError: not a case store, or no complete case.
+    """
     scores = []
-    ids = case_ids or store.case_ids()
-    if not ids:
-        raise MedvisionError(f"the case store '{store.root}' has no cases")
+    ids = case_ids or check_cases(bundle, store, "evaluated")
+    skipped = {} if case_ids else store.incomplete_cases()
+    for case_id, why in skipped.items():
+        log.warning("case '%s' skipped: %s", case_id, why)
     for number, case_id in enumerate(ids):
         image, label = store.read_case(case_id)
         result = yield from segment(bundle, image, device=device)
@@ -154,7 +168,50 @@ def evaluate(bundle: Bundle, store: CaseStore, device: str = "auto",
     names = list(bundle.labels.values())
     dice = {name: _round(float(np.nanmean([s[name] for s in scores]))) for name in names
             if not all(math.isnan(s[name]) for s in scores)}
-    return {"dice": dice, "mean_dice": _round(float(np.nanmean(list(dice.values())))), "cases": len(ids)}
+    return {"dice": dice, "mean_dice": _round(float(np.nanmean(list(dice.values())))), "cases": len(ids),
+            "skipped": skipped}
+
+
+def check_cases(bundle: Bundle, store: CaseStore, verb: str) -> list[str]:
+    """The store's complete cases, after checking that ``bundle`` can be ``verb`` on them
+    and that every label lies on its image's grid (from the headers: no voxels read).
+
+    Raises:
+        ModelError: ``bundle`` is not a segmentation model.
+        GeometryMismatchError: a label on another grid than its image, naming both files.
+        MedvisionError: not a case store, or one without complete cases.
+    """
+    if bundle.task != "segmentation":
+        raise ModelError(f"only segmentation models can be {verb}; '{bundle.name}' is a {bundle.task} model")
+    cases = store.check().case_ids()
+    if not cases:
+        missing = store.incomplete_cases()
+        what = f"no complete cases ({len(missing)} miss their image or label file)" if missing else "no cases yet"
+        raise MedvisionError(f"the case store '{store.root}' has {what}: add a corrected case first")
+    for case_id in cases:
+        store.check_geometry(case_id)
+    return cases
+
+
+def check_new_model_dir(output: str | Path) -> None:
+    """Refuse, before training, a new-model folder that exists or could not be created.
+
+    Raises:
+        MedvisionError: ``output`` exists, or its nearest existing parent is a file or read-only.
+    """
+    import os
+
+    output = Path(output)
+    if output.exists():
+        raise MedvisionError(f"'{output}' exists already; a new model never overwrites another: "
+                             "give a folder name that does not exist")
+    parent = output.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MedvisionError(f"cannot create '{output}': '{parent}' is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MedvisionError(f"cannot create '{output}': folder '{parent}' is read-only for you")
 
 
 class CorrectionAwareLoss(torch.nn.Module):
@@ -175,7 +232,9 @@ class CorrectionAwareLoss(torch.nn.Module):
 
 def paired_preprocessing(bundle: Bundle):
     """The bundle's preprocessing applied to image, label and edit mask alike (nearest for masks)."""
-    config = bundle._stripped_config()
+    # The config as the bundle builds it (macros expanded, image loaders dropped), so what the
+    # trust gate judged is what runs here; plain JSON, copied before it is changed.
+    config = copy.deepcopy(bundle._parser(torch.device("cpu")).get())
     transforms = []
     for step in config["preprocessing"]["transforms"]:
         step = dict(step)
@@ -258,4 +317,5 @@ def compare_versions(versions: VersionStore, first: str, second: str, cases, dev
     return {"cases": count, "versions": results, "better": better}
 
 
-__all__ = ["CorrectionAwareLoss", "FinetuneResult", "FinetuneSettings", "compare_versions", "evaluate", "finetune"]
+__all__ = ["CorrectionAwareLoss", "FinetuneResult", "FinetuneSettings", "check_cases", "check_new_model_dir",
+           "compare_versions", "evaluate", "finetune"]
