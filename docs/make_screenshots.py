@@ -119,6 +119,28 @@ def model_results() -> None:
         viewer.close()
 
 
+def nnunet_result() -> None:
+    """An nnU-Net v2 model's result from the Run-model dock (the model of docs/nnunet_demo_model.py,
+    given as ``$MEDVISION_NNUNET_DEMO``; skipped without it)."""
+    import os
+
+    model = os.environ.get("MEDVISION_NNUNET_DEMO")
+    if not model or not Path(model).is_dir():
+        print("skipped segmentation_nnunet.png: set MEDVISION_NNUNET_DEMO (docs/nnunet_demo_model.py)",
+              file=sys.stderr)
+        return
+    viewer = napari.Viewer(title="napari-medvision")
+    viewer.open_sample(PLUGIN, "ct_phantom")
+    viewer.layers.remove("CT phantom labels")
+    _, runner = viewer.window.add_plugin_dock_widget(PLUGIN, "Run model")
+    runner.add_model(model)
+    runner.device_combo.setCurrentText("cpu")
+    run_and_wait(runner, viewer)
+    viewer.dims.set_point(0, -30.0)
+    save(viewer, "segmentation_nnunet.png")
+    viewer.close()
+
+
 def finetune_dock() -> None:
     """The Fine-tune dock after a short run on two corrected shifted cases."""
     import tempfile
@@ -160,4 +182,5 @@ if __name__ == "__main__":
     phantom_in_ct_window()
     real_mr_with_tumour()
     model_results()
+    nnunet_result()
     finetune_dock()

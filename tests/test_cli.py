@@ -138,5 +138,7 @@ def test_models_json_lists_user_models(tmp_path):
     records = {r["name"]: r for r in json.loads(result.stdout)}
     assert records["lesion_cls"]["task"] == "classification"
     assert set(records["lesion_cls"]) == {"name", "task", "path", "labels", "description",  # DESIGN's keys
-                                          "needs_trust", "trust_findings", "trusted"}  # issue 22's
+                                          "needs_trust", "trust_findings", "trusted",  # issue 22's
+                                          "kind"}  # issue 11's
     assert records["lesion_cls"]["needs_trust"] is False and records["lesion_cls"]["trust_findings"] == []
+    assert records["lesion_cls"]["kind"] == "bundle"

@@ -23,6 +23,7 @@ from ._cli_checks import (
     positive_float,
 )
 from ._cli_checks import positive_int as _positive_int
+from ._cli_models import add_model_commands
 from .core.errors import MedvisionError
 
 
@@ -69,9 +70,9 @@ def cmd_phantom(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .core.models import list_bundles, model_folders
+    from .core.models import list_models, model_folders
 
-    records = [bundle.summary() for bundle in list_bundles()]
+    records = [model.summary() for model in list_models()]
     if args.json:
         print(json.dumps(records))
         return 0
@@ -79,7 +80,8 @@ def cmd_models(args) -> int:
         print("no models found in: " + ", ".join(str(f) for f in model_folders()))
     for record in records:
         labels = ", ".join(record["labels"].values())
-        print(f"{record['name']:<32} {record['task']:<15} {labels}\n{'':<32} {record['path']}")
+        print(f"{record['name']:<32} {record.get('kind', 'bundle'):<12} {record['task']:<15} {labels}\n"
+              f"{'':<32} {record['path']}")
         print(f"{'':<32} {_trust_line(record)}")
         for finding in record["trust_findings"]:
             print(f"{'':<34}- {finding}")
@@ -112,17 +114,24 @@ def cmd_trust(args) -> int:
 def cmd_infer(args) -> int:
     from .core.inference import run_model
     from .core.io import read_volume, write_volume
-    from .core.models import find_bundle
+    from .core.models import find_model
 
-    check_input(args.input)
-    bundle = find_bundle(args.model, trusted=args.trust)
+    for path in args.input:
+        check_input(path)
+    bundle = find_model(args.model, trusted=args.trust)
     check_infer_output(args.output, bundle.task)
     bundle.check_trust()
-    volume = read_volume(args.input, series_uid=args.series, frame=args.frame)
-    _warn(volume.warnings)
-    engine = run_model(bundle, volume, device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-                       tta=args.tta or None, min_component_mm3=args.min_component_mm3,
-                       score_threshold=args.score_threshold, backend=args.backend)
+    if args.tta and args.no_tta:
+        raise MedvisionError("--tta and --no-tta contradict each other: give one")
+    volumes = [read_volume(path, series_uid=args.series, frame=args.frame) for path in args.input]
+    for item in volumes:
+        _warn(item.warnings)
+    volume = volumes[0]
+    engine = run_model(bundle, volumes if len(volumes) > 1 or bundle.kind == "nnunet" else volume,
+                       device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
+                       tta=False if args.no_tta else (args.tta or None), min_component_mm3=args.min_component_mm3,
+                       score_threshold=args.score_threshold, backend=args.backend, folds=args.folds,
+                       checkpoint=args.checkpoint)
     result = _drive(engine, quiet=args.json)
     _warn(result.notes)
     record = {"task": bundle.task}
@@ -352,8 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     trust.set_defaults(run=cmd_trust)
 
     infer = commands.add_parser("infer", help="run a model (segmentation, classification or detection)")
-    infer.add_argument("--model", required=True, help="registry name, bundle folder, or STORE@current / STORE@N")
-    infer.add_argument("--input", required=True, help="image file or DICOM folder")
+    infer.add_argument("--model", required=True,
+                       help="registry name, bundle or nnU-Net folder, nnU-Net .zip, or STORE@current / STORE@N")
+    infer.add_argument("--input", required=True, action="append",
+                       help="image file or DICOM folder; repeat it for a model with several input channels "
+                            "(nnU-Net: in its channel_names order)")
     infer.add_argument("--output", help="label map (.nii.gz/.nrrd/.mha), heatmap image, or boxes .json")
     infer.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     infer.add_argument("--trust", action="store_true", help="allow the bundle to run its own code")
@@ -363,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--overlap", type=overlap, help="sliding-window overlap (0 <= overlap < 1)")
     infer.add_argument("--sw-batch-size", type=_positive_int, help="windows per forward pass")
     infer.add_argument("--tta", action="store_true", help="average over flips (segmentation)")
+    infer.add_argument("--no-tta", action="store_true", help="no mirroring (nnU-Net models mirror by default)")
+    infer.add_argument("--folds", nargs="+", metavar="F", help="nnU-Net folds to average (default: all present)")
+    infer.add_argument("--checkpoint", choices=("checkpoint_final.pth", "checkpoint_best.pth"),
+                       help="nnU-Net checkpoint (default: checkpoint_final.pth where present)")
     infer.add_argument("--min-component-mm3", type=non_negative_float, help="drop label pieces smaller than this")
     infer.add_argument("--backend", default="torch", choices=("torch", "openvino", "onnxruntime"),
                        help="CPU engine for the windows (segmentation): torch is the reference")
@@ -419,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--cases", required=True, help="case store folder to evaluate on")
     compare.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     versions.set_defaults(run=cmd_versions)
+
+    add_model_commands(commands)
 
     demo = commands.add_parser("demo", help="open napari with a sample study and the plugin's docks")
     demo.set_defaults(run=cmd_demo)

@@ -152,6 +152,7 @@ def test_summary_record(tmp_path):
     summary = load_bundle(unet_bundle(tmp_path / "u")).summary()
     assert summary["task"] == "segmentation" and summary["labels"] == {"1": "liver", "2": "lung"}
     assert set(summary) == {"name", "task", "path", "labels", "description", "needs_trust", "trust_findings",
-                            "trusted"}
+                            "trusted", "kind"}
     assert summary["needs_trust"] is False and summary["trust_findings"] == []
+    assert summary["kind"] == "bundle"
     assert np.isscalar(summary["description"])

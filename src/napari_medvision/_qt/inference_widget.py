@@ -26,20 +26,24 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import MedvisionError, UntrustedCodeError
 from ..core.inference import run_model
-from ..core.models import Bundle, list_bundles, load_bundle, trust_store
+from ..core.models import Bundle, list_models, load_model, trust_store
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
 from .workers import report_error, start_engine, start_worker, warm_up_in_background
 
 
 class InferenceWidget(QWidget):
-    """Run a segmentation, classification or detection bundle on the chosen image layer."""
+    """Run a model (MONAI bundle or nnU-Net folder: segmentation, classification or detection) on image layers.
+
+    A model with several input channels (nnU-Net) gets one image-layer choice per channel.
+    """
 
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
-        self.bundles: list[Bundle] = []
+        self.bundles: list = []  # models of any kind (core/models/interface.py)
+        self.channel_combos: list[QComboBox] = []
         self._build()
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self.refresh_layers)
@@ -51,7 +55,7 @@ class InferenceWidget(QWidget):
     def _build(self) -> None:
         self.image_combo = QComboBox()
         self.model_combo = QComboBox()
-        self.add_model_button = QPushButton("Add model folder…")
+        self.add_model_button = QPushButton("Add model…")
         self.card = QLabel()
         self.card.setWordWrap(True)
         self.trust_label = QLabel()
@@ -102,6 +106,9 @@ class InferenceWidget(QWidget):
         form.addRow(self.trust_label)
         form.addRow(self.trust_check)
         form.addRow("Device", self.device_combo)
+        self.channel_box = QGroupBox("Input channels (one layer each)")
+        self.channel_form = QFormLayout(self.channel_box)
+        self.channel_box.setVisible(False)
 
         options = QGroupBox("Options")
         option_form = QFormLayout(options)
@@ -116,6 +123,7 @@ class InferenceWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(model_box)
+        layout.addWidget(self.channel_box)
         layout.addWidget(options)
         row = QHBoxLayout()
         row.addWidget(self.run_button)
@@ -126,7 +134,7 @@ class InferenceWidget(QWidget):
         layout.addWidget(self.table, 1)
 
         self.model_combo.currentIndexChanged.connect(self._show_card)
-        self.add_model_button.clicked.connect(self._choose_model_folder)
+        self.add_model_button.clicked.connect(self._add_model_dialog)
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
 
@@ -138,42 +146,54 @@ class InferenceWidget(QWidget):
         self.image_combo.addItems(names)
         if current in names:
             self.image_combo.setCurrentText(current)
+        for combo in self.channel_combos:
+            chosen = combo.currentText()
+            combo.clear()
+            combo.addItems(names)
+            if chosen in names:
+                combo.setCurrentText(chosen)
 
     def refresh_models(self) -> None:
-        self.set_bundles(list_bundles())
+        self.set_bundles(list_models())
 
-    def set_bundles(self, bundles: list[Bundle]) -> None:
+    def set_bundles(self, bundles: list) -> None:
+        """Offer these models (bundles, nnU-Net models...)."""
         self.bundles = list(bundles)
         self.model_combo.clear()
-        self.model_combo.addItems([f"{b.name} ({b.task})" for b in self.bundles])
+        self.model_combo.addItems([_entry(b) for b in self.bundles])
         self._show_card()
 
-    def add_bundle(self, path: str | Path) -> Bundle | None:
-        """Add a bundle folder to the choices and select it."""
+    def add_bundle(self, path: str | Path):
+        """Add a model (bundle or nnU-Net folder / zip) to the choices and select it."""
         try:
-            bundle = load_bundle(path)
+            bundle = load_model(path)
             bundle.task  # noqa: B018 - fail now on a bad metadata task
         except MedvisionError as exc:
             report_error(exc)
             return None
         self.bundles.append(bundle)
-        self.model_combo.addItem(f"{bundle.name} ({bundle.task})")
+        self.model_combo.addItem(_entry(bundle))
         self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
         return bundle
 
-    def _choose_model_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "MONAI bundle folder")
-        if folder:
-            self.add_bundle(folder)
+    add_model = add_bundle
 
-    def selected_bundle(self) -> Bundle | None:
+    def _add_model_dialog(self) -> None:
+        from .add_model_dialog import AddModelDialog
+
+        dialog = AddModelDialog(self)
+        if dialog.exec_() and dialog.imported is not None:
+            self.add_bundle(dialog.imported)
+
+    def selected_bundle(self):
         index = self.model_combo.currentIndex()
         return self.bundles[index] if 0 <= index < len(self.bundles) else None
 
     def _show_card(self, _index=None) -> None:
         bundle = self.selected_bundle()
+        self._show_channels(bundle)
         if bundle is None:
-            self.card.setText("no model: add a MONAI bundle folder")
+            self.card.setText("no model: add a MONAI bundle, an nnU-Net model or a TorchScript / ONNX file")
             return
         labels = ", ".join(bundle.labels.values()) or "—"
         intended = bundle.metadata.get("intended_use", "")
@@ -205,6 +225,27 @@ class InferenceWidget(QWidget):
         self.trust_check.setEnabled(True)
         self.trust_check.setChecked(bundle.trusted or remembered)
 
+    def _show_channels(self, model) -> None:
+        """One layer choice per input channel for models that take one image per channel (nnU-Net)."""
+        while self.channel_form.rowCount():
+            self.channel_form.removeRow(0)
+        self.channel_combos = []
+        nnunet = getattr(model, "kind", "") == "nnunet"
+        if nnunet:
+            self.tta_check.setChecked(True)  # nnU-Net mirrors by default
+        names = model.channel_names if nnunet else None
+        self.channel_box.setVisible(bool(names) and len(names) > 1)
+        if not names or len(names) < 2:
+            return
+        layers = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        for index, name in enumerate(names):
+            combo = QComboBox()
+            combo.addItems(layers)
+            if index < len(layers):
+                combo.setCurrentIndex(index)
+            self.channel_form.addRow(name, combo)
+            self.channel_combos.append(combo)
+
     # --- running --------------------------------------------------------------
     def run(self, trusted: bool = False):
         """Start the selected model on the selected image; returns the worker (or None)."""
@@ -217,16 +258,24 @@ class InferenceWidget(QWidget):
         bundle.trusted = trusted
         try:
             volume = layer_volume(layer)
-        except MedvisionError as exc:
-            report_error(exc)
+            if self.channel_combos:
+                volume = [layer_volume(self.viewer.layers[c.currentText()]) for c in self.channel_combos]
+            elif getattr(bundle, "kind", "") == "nnunet":
+                volume = [volume]
+        except (MedvisionError, KeyError) as exc:
+            report_error(exc if isinstance(exc, MedvisionError) else MedvisionError("choose a layer for each channel"))
             return None
         options = dict(device=self.device_combo.currentText(),
                        overlap=self.overlap_spin.value() or None, sw_batch_size=self.batch_spin.value() or None,
                        tta=self.tta_check.isChecked(), keep_probabilities=self.probabilities_check.isChecked(),
                        uncertainty=self.uncertainty_check.isChecked(), min_component_mm3=self.cleanup_spin.value(),
                        score_threshold=self.score_spin.value() or None, explain=self.explain_check.isChecked())
-        engine = _with_layers(_with_trust(run_model(bundle, volume, **options), bundle, self._forget(bundle)),
-                              bundle, volume)
+        try:
+            engine = _with_layers(_with_trust(run_model(bundle, volume, **options), bundle, self._forget(bundle)),
+                                  bundle, volume[0] if isinstance(volume, list) else volume)
+        except MedvisionError as exc:
+            report_error(exc)
+            return None
         self._set_running(True)
         self.worker = start_engine(engine, on_progress=self._on_progress,
                                    on_result=lambda outcome: self._on_result(*outcome, bundle),
@@ -294,11 +343,15 @@ class InferenceWidget(QWidget):
 def _trust_state(bundle: Bundle) -> tuple[list[str], bool]:
     """(findings, whether trust is remembered for the bundle's present content), off the GUI thread."""
     findings = bundle.trust_findings()
+    if not isinstance(bundle, Bundle):  # nnU-Net models: nothing to remember (their checkpoints are never unpickled)
+        return findings, False
     return findings, bool(findings) and trust_store.is_trusted(bundle.path)
 
 
 def _with_trust(engine, bundle: Bundle, forget: bool):
     """The engine, after remembering (or forgetting) the user's trust, in the worker thread (hashing reads files)."""
+    if not isinstance(bundle, Bundle):
+        return (yield from engine)
     if bundle.trusted and bundle.trust_findings():
         trust_store.remember(bundle.path, bundle.name)
     elif forget and trust_store.is_trusted(bundle.path):
@@ -308,6 +361,11 @@ def _with_trust(engine, bundle: Bundle, forget: bool):
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _entry(model) -> str:
+    kind = getattr(model, "kind", "bundle")
+    return f"{model.name} ({model.task})" if kind == "bundle" else f"{model.name} ({kind} {model.task})"
 
 
 def _with_layers(engine, bundle: Bundle, volume):

@@ -69,7 +69,11 @@ def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_thresh
                          f"the image gives {prepared.shape[0]}")
     yield Progress(2, 3, "detecting")
     with torch.no_grad(), autocast(torch_device, amp):
-        outputs = detector([prepared.as_tensor().to(torch_device)], use_inferer=detector.inferer is not None)[0]
+        batch = [prepared.as_tensor().to(torch_device)]
+        if model.inferer is not None:  # the config's own inferer (zoo: scripts.detection_inferer.RetinaNetInferer)
+            outputs = model.inferer(batch, model.network)[0]
+        else:
+            outputs = detector(batch, use_inferer=detector.inferer is not None)[0]
     # The network pads its input to a multiple of its stride: keep boxes on the real image.
     boxes, keep = clip_boxes_to_image(outputs[detector.target_box_key].detach().cpu().double(),
                                       prepared.shape[1:], remove_empty=True)

@@ -1,8 +1,7 @@
-"""One entry point for every task."""
+"""One entry point for every task and model kind."""
 
 from __future__ import annotations
 
-from ..models import Bundle
 from ..volume import Volume
 from .classification import classify
 from .detection import detect
@@ -14,10 +13,30 @@ _OPTIONS = {
                      "min_component_mm3", "amp", "backend"},
     "classification": {"device", "explain", "amp"},
     "detection": {"device", "score_threshold", "nms_iou", "amp"},
+    "nnunet": {"device", "folds", "tta", "checkpoint", "keep_probabilities", "min_component_mm3"},
 }
 
 
-def run_model(bundle: Bundle, volume: Volume, **options):
-    """The engine generator for ``bundle.task``; options another task does not know are dropped."""
-    wanted = {k: v for k, v in options.items() if k in _OPTIONS[bundle.task] and v is not None}
-    return _ENGINES[bundle.task](bundle, volume, **wanted)
+def run_model(model, volume: Volume | list[Volume], **options):
+    """The engine generator for ``model`` (a bundle: by its task; an nnU-Net model: nnunetv2's predictor).
+
+    ``volume`` is one Volume, or one per input channel for a model with several (nnU-Net:
+    in ``channel_names`` order). Options another task or kind does not know are dropped.
+
+    Raises:
+        ModelError: several volumes for a model that takes one.
+    """
+    kind = getattr(model, "kind", "bundle")
+    if kind == "nnunet":
+        from .nnunet_engine import segment_nnunet
+
+        wanted = {k: v for k, v in options.items() if k in _OPTIONS["nnunet"] and v is not None}
+        return segment_nnunet(model, volume, **wanted)
+    if isinstance(volume, (list, tuple)):
+        if len(volume) != 1:
+            from ..errors import ModelError
+
+            raise ModelError(f"'{model.name}' takes one image (its channels come from that image); got {len(volume)}")
+        volume = volume[0]
+    wanted = {k: v for k, v in options.items() if k in _OPTIONS[model.task] and v is not None}
+    return _ENGINES[model.task](model, volume, **wanted)

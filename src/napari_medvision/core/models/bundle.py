@@ -109,6 +109,17 @@ class Bundle:
         return {int(k): v for k, v in self.extras.get("colors", {}).items()}
 
     @property
+    def kind(self) -> str:
+        """``bundle``, or ``torchscript`` / ``onnx`` for a bare network that ``medvision import`` wrapped."""
+        return str(self.extras.get("kind", "bundle"))
+
+    def run(self, volume, **options):
+        """The engine generator (see :func:`napari_medvision.core.inference.run_model`)."""
+        from ..inference import run_model
+
+        return run_model(self, volume, **options)
+
+    @property
     def spatial_dims(self) -> int:
         network = self.config.get("network_def", {})
         if isinstance(network, dict) and isinstance(network.get("spatial_dims"), int):
@@ -125,9 +136,9 @@ class Bundle:
         return int(self._input_format().get("num_channels", 1))
 
     def summary(self) -> dict:
-        """The ``medvision models --json`` record, with whether it needs trust and why."""
+        """The ``medvision models --json`` record, with its kind and whether it needs trust and why."""
         findings = self.trust_findings()
-        return {"name": self.name, "task": self.task, "path": str(self.path),
+        return {"name": self.name, "task": self.task, "path": str(self.path), "kind": self.kind,
                 "labels": {str(k): v for k, v in self.labels.items()}, "description": self.description,
                 "needs_trust": bool(findings), "trust_findings": findings,
                 "trusted": bool(findings) and trust_store.is_trusted(self.path)}
@@ -144,7 +155,7 @@ class Bundle:
     def used_keys(self) -> list[str]:
         keys = ["network_def", "preprocessing", "inferer", "postprocessing"]
         if self.task == "detection":
-            keys = ["network_def", "preprocessing", "detector", "detector_ops"]
+            keys = ["network_def", "preprocessing", "detector", "detector_ops", "inferer", "postprocessing"]
         return [k for k in keys if k in self.config]
 
     def code_findings(self, parser=None) -> list[str]:
@@ -200,9 +211,15 @@ class Bundle:
             UntrustedCodeError: code that needs trust, or weights that are not plain tensors.
             ModelError: unknown network class, missing or mismatching weights.
         """
+        from .bundle_code import bundle_code
+
         parser = self._parser(device)
         self.check_trust(parser)
+        trusted = self.trusted or trust_store.is_trusted(self.path)
+        with bundle_code(self.path, enabled=trusted):  # a trusted bundle's scripts/, as MONAI's runner
+            return self._build(parser, device)
 
+    def _build(self, parser, device: torch.device) -> LoadedModel:
         def parsed(key):
             if key not in self.config:
                 return None
@@ -228,6 +245,7 @@ class Bundle:
 
         weights = self.path / "models" / "model.pt"
         script = self.path / "models" / "model.ts"
+        onnx = self.path / "models" / "model.onnx"
         if "network_def" in self.config and weights.is_file():
             network = parsed("network_def")
             load_weights(network, weights)
@@ -238,6 +256,10 @@ class Bundle:
                 log.info("torch.jit.load(%s) failed: %r", script, exc)
                 raise ModelError(f"'{script.name}' in bundle '{self.name}' is not a TorchScript model "
                                  "(corrupt, or not saved with torch.jit.save)") from None
+        elif onnx.is_file():
+            from .onnx_network import OnnxNetwork
+
+            network = OnnxNetwork(onnx)
         elif "network_def" in self.config:
             raise ModelError(f"bundle '{self.name}' has no weights: expected {weights} (or models/model.ts)")
         else:
