@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._cli_checks import positive_int as _positive_int
+from ._cli_util import _warn
+
 
 def _pairs(text: str) -> tuple[float, float]:
     parts = text.replace(":", ",").split(",")
@@ -41,7 +44,6 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .cli import _warn
     from .core.models import find_bundle
     from .core.models.exporter import export_model
 
@@ -56,8 +58,6 @@ def cmd_export(args) -> int:
 
 def add_model_commands(commands) -> None:
     """Add the ``import`` and ``export`` sub-commands to the ``medvision`` parser."""
-    from .cli import _positive_int
-
     imp = commands.add_parser("import", help="add a bundle, nnU-Net folder/zip or TorchScript/ONNX file to your models")
     imp.add_argument("source", help="bundle folder, nnU-Net results folder or .zip, or a .ts/.pt/.onnx network")
     imp.add_argument("--name", help="model name (default: from the source)")

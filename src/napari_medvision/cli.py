@@ -24,6 +24,7 @@ from ._cli_checks import (
 )
 from ._cli_checks import positive_int as _positive_int
 from ._cli_models import add_model_commands
+from ._cli_util import _warn
 from .core.errors import MedvisionError
 
 
@@ -32,11 +33,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
-
-
-def _warn(warnings) -> None:
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
 
 
 def cmd_info(args) -> int:

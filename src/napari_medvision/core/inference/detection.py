@@ -71,7 +71,10 @@ def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_thresh
     with torch.no_grad(), autocast(torch_device, amp):
         batch = [prepared.as_tensor().to(torch_device)]
         if model.inferer is not None:  # the config's own inferer (zoo: scripts.detection_inferer.RetinaNetInferer)
-            outputs = model.inferer(batch, model.network)[0]
+            inferer = copy.copy(model.inferer)  # with this run's detector (its box selection), cache untouched
+            if getattr(inferer, "detector", None) is not None:
+                inferer.detector = detector
+            outputs = inferer(batch, model.network)[0]
         else:
             outputs = detector(batch, use_inferer=detector.inferer is not None)[0]
     # The network pads its input to a multiple of its stride: keep boxes on the real image.

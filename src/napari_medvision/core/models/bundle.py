@@ -113,12 +113,6 @@ class Bundle:
         """``bundle``, or ``torchscript`` / ``onnx`` for a bare network that ``medvision import`` wrapped."""
         return str(self.extras.get("kind", "bundle"))
 
-    def run(self, volume, **options):
-        """The engine generator (see :func:`napari_medvision.core.inference.run_model`)."""
-        from ..inference import run_model
-
-        return run_model(self, volume, **options)
-
     @property
     def spatial_dims(self) -> int:
         network = self.config.get("network_def", {})

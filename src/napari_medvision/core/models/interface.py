@@ -1,7 +1,9 @@
 """What every model kind offers its callers (registry, CLI, docks), so they rarely branch on the kind.
 
 :class:`~.bundle.Bundle` (MONAI bundles, also those wrapping an imported TorchScript / ONNX
-file) and :class:`~.nnunet.NnUNetModel` both satisfy :class:`Model`.
+file) and :class:`~.nnunet.NnUNetModel` both satisfy :class:`Model`. Any of them runs through
+:func:`napari_medvision.core.inference.run_model` (models never import the engines: inference
+builds on models, not the reverse).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ KINDS = ("bundle", "nnunet", "torchscript", "onnx")
 
 @runtime_checkable
 class Model(Protocol):
-    """A model the registry found: described without being built; ``run`` gives the engine generator."""
+    """A model the registry found, described without being built."""
 
     path: object
     trusted: bool
@@ -37,5 +39,3 @@ class Model(Protocol):
     def in_channels(self) -> int: ...
 
     def summary(self) -> dict: ...
-
-    def run(self, volume, **options): ...

@@ -149,12 +149,6 @@ class NnUNetModel:
                       if isinstance(target, str) and target and not target.startswith(SAFE_ARCHITECTURE_PREFIXES)]
         return found
 
-    def run(self, volume, **options):
-        """The engine generator (see :func:`napari_medvision.core.inference.run_model`)."""
-        from ..inference import run_model
-
-        return run_model(self, volume, **options)
-
     # --- folds and checkpoints ----------------------------------------------------
     def available_folds(self, checkpoint: str | None = None) -> list[str]:
         """Folds with a checkpoint, as nnU-Net picks them (numbered folds; ``all`` only when alone)."""
