@@ -129,7 +129,7 @@ def test_demo_viewer_has_the_phantom_the_docks_and_the_demo_model(make_napari_vi
 
     # Two models, the demo's second, so choosing it is the demo's doing (shipped weights or not).
     models = [load_bundle(unet_bundle(tmp_path / name)) for name in ("another_model", demo.DEMO_MODEL)]
-    monkeypatch.setattr("napari_medvision._qt.inference_widget.list_bundles", lambda: models)
+    monkeypatch.setattr("napari_medvision._qt.inference_widget.list_models", lambda: models)
     monkeypatch.setattr(napari, "Viewer", lambda **kwargs: make_napari_viewer())
     viewer = demo.open_demo_viewer(show=False)
     assert [layer.name for layer in viewer.layers] == ["CT phantom", "CT phantom labels"]
