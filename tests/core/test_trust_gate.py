@@ -43,7 +43,7 @@ def evil_bundle(tmp_path, edit, name="evil"):
     path = folder / "configs" / "inference.json"
     config = json.loads(path.read_text())
     edit(config)
-    path.write_text(json.dumps(config, ensure_ascii=False))
+    path.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
     return folder
 
 
