@@ -19,7 +19,7 @@ source_paths = ["src"]
 only_mutate = ["$module"]
 pytest_add_cli_args_test_selection = [${tests%, }]
 pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
-process_isolation = "forkserver"  # torch and ITK thread pools do not survive a plain fork
+process_isolation = "${MUTATION_ISOLATION:-forkserver}"  # fork is faster; forkserver when torch hangs forked children
 timeout_multiplier = ${MUTATION_TIMEOUT_MULTIPLIER:-15.0}  # raise on a busy machine
 TOML
 cd "$work"

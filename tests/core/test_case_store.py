@@ -115,3 +115,12 @@ def test_a_process_killed_while_adding_a_case_leaves_no_half_case(tmp_path):
     assert result.returncode == 9, result.stderr
     assert store.case_ids() == ["old"], "the new case is not listed: its image was never published"
     assert {p.name: p.read_bytes() for p in (store.image_path("old"), store.label_path("old"))} == before
+
+
+def test_several_cases_with_edit_masks(tmp_path):
+    store = CaseStore.create(tmp_path / "s", LABELS)
+    for number in (1, 2):
+        image, label = case(number)
+        store.add_case(f"c{number}", image, label, model_output=label.with_array(np.zeros(label.shape, np.uint8)))
+    assert store.case_ids() == ["c1", "c2"]
+    np.testing.assert_array_equal(store.read_edits("c2").array, (case(2)[1].array != 0).astype(np.uint8))
