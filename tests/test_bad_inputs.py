@@ -244,7 +244,7 @@ CASES = [
     (INFER + ["{w}/b/cls", "--output", "{w}/out/heat.txt"], "cannot write 'heat.txt': use one of", True),
     # infer: models
     (INFER + ["no_such_model"], "no model called 'no_such_model' (known models:", True),
-    (INFER + ["{w}/b/not_a_bundle"], "is not a MONAI bundle (no configs/ folder)", True),
+    (INFER + ["{w}/b/not_a_bundle"], "is not a model; expected a MONAI bundle folder", True),
     (INFER + ["{w}/b/bad_json"], "inference.json': Expecting value", True),
     (INFER + ["{w}/b/unknown_task"], "names an unknown task 'registration'", True),
     (INFER + ["{w}/b/no_weights"], "bundle 'no_weights' has no weights", False),

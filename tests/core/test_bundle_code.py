@@ -61,13 +61,18 @@ def volume():
     return generate_phantom(1, shape=(12, 32, 32), spacing=(6.0, 6.0, 8.0)).image
 
 
+def scripts_modules() -> dict:
+    """The ``scripts`` modules loaded now (an earlier test may have left the repository's own ``scripts/``)."""
+    return {name: module for name, module in sys.modules.items() if name.split(".")[0] == "scripts"}
+
+
 def test_two_bundles_with_scripts_packages_run_one_after_the_other(tmp_path, volume):
-    before = list(sys.path)
+    before, loaded = list(sys.path), scripts_modules()
     first = load_bundle(scripted_bundle(tmp_path / "first", label=1), trusted=True)
     second = load_bundle(scripted_bundle(tmp_path / "second", label=2), trusted=True)
     assert np.all(segment_all(first, volume) == 1)
     assert np.all(segment_all(second, volume) == 2)
-    assert not any(name.split(".")[0] == "scripts" for name in sys.modules)
+    assert scripts_modules() == loaded, "neither bundle's scripts stay imported"
     assert sys.path == before
 
 
@@ -80,10 +85,11 @@ def test_an_existing_scripts_module_is_put_back(tmp_path, volume, monkeypatch):
 
 
 def test_untrusted_bundle_with_scripts_is_refused(tmp_path, volume):
+    loaded = scripts_modules()
     bundle = load_bundle(scripted_bundle(tmp_path / "b", label=1))
     with pytest.raises(UntrustedCodeError, match="--trust"):
         segment_all(bundle, volume)
-    assert "scripts" not in sys.modules
+    assert scripts_modules() == loaded, "nothing of the bundle's scripts was imported"
 
 
 INFERER = '''
