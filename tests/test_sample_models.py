@@ -13,6 +13,7 @@ from napari_medvision.core.io import write_volume
 from napari_medvision.core.metrics import dice_per_label, roc_auc
 from napari_medvision.core.models import find_bundle
 from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
+from napari_medvision.samples.common import drain
 from napari_medvision.core.phantom import generate_phantom
 from napari_medvision.samples import classifier, detector
 from napari_medvision.samples.common import PHANTOM
@@ -25,14 +26,6 @@ def sample(name):
     if not (SAMPLE_MODELS_DIR / name / "models").is_dir():
         pytest.skip(f"sample model {name} not present in {SAMPLE_MODELS_DIR}")
     return find_bundle(name)
-
-
-def drain(generator):
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
 
 
 @pytest.mark.parametrize("name", ["ct_organs_unet", "ct_organs_unetr", "lesion_classifier", "nodule_detector"])
