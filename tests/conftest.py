@@ -25,6 +25,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def _own_trust_store(tmp_path_factory, monkeypatch):
     """Trust remembered by a test goes to a file of its own, never to the user's settings folder."""
     monkeypatch.setenv("MEDVISION_TRUST_FILE", str(tmp_path_factory.mktemp("trust") / "trusted_bundles.json"))
+    if "MEDVISION_CACHE" not in os.environ:  # nor does a test's cache (trust verdicts, extracted archives)
+        monkeypatch.setenv("MEDVISION_CACHE", str(tmp_path_factory.getbasetemp() / "medvision-cache"))
 
 
 @pytest.fixture

@@ -160,12 +160,14 @@ def test_light_commands_import_no_torch_monai_or_napari(argv, nifti):
 
 
 @pytest.mark.parametrize("argv", [["models"], ["models", "--json"]])
-def test_models_listing_imports_no_gui(argv):
-    """``models`` judges each bundle's trust with MONAI's own config parser (so MONAI and torch load),
-    but never napari or Qt."""
-    loaded = loaded_by(argv)
-    assert loaded["code"] == 0
-    assert not set(loaded["heavy"]) & {"napari", "qtpy", "PyQt5", "PyQt6", "vispy"}
+def test_models_listing_imports_no_gui(argv, tmp_path, monkeypatch):
+    """The first ``models`` judges each bundle's trust with MONAI's own config parser (so MONAI and torch
+    load, never napari or Qt); the next one finds the verdicts remembered and loads none of them."""
+    monkeypatch.setenv("MEDVISION_CACHE", str(tmp_path / "cache"))
+    first = loaded_by(argv)
+    assert first["code"] == 0
+    assert "monai" in first["heavy"] and not set(first["heavy"]) & {"napari", "qtpy", "PyQt5", "PyQt6", "vispy"}
+    assert loaded_by(argv) == {"code": 0, "heavy": []}
 
 
 def test_the_probe_sees_a_heavy_import(nifti):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError, UntrustedCodeError
 from . import trust_store
+from .findings_cache import cached_findings
 from .trust import config_findings, expand_config, parse_config
 
 if TYPE_CHECKING:  # torch loads when a bundle is built, not when one is listed (medvision models)
@@ -168,7 +169,14 @@ class Bundle:
         return findings
 
     def trust_findings(self) -> list[str]:
-        """:meth:`code_findings` for display: a config that cannot be checked is one finding, not an error."""
+        """:meth:`code_findings` for display: a config that cannot be checked is one finding, not an error.
+
+        Remembered by content (:mod:`.findings_cache`), so a listing imports MONAI only for new or
+        edited bundles; the gate at build time always judges afresh.
+        """
+        return cached_findings(self.path, self._findings_for_display)
+
+    def _findings_for_display(self) -> list[str]:
         try:
             return self.code_findings()
         except ModelError as exc:

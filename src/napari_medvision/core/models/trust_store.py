@@ -32,9 +32,14 @@ def trust_file() -> Path:
 
 def content_hash(bundle_path: str | Path) -> str:
     """SHA-256 (hex) of a bundle's configs, scripts and weights list."""
+    return folders_hash(bundle_path, ("configs", "scripts", "models"))
+
+
+def folders_hash(bundle_path: str | Path, folders: tuple[str, ...]) -> str:
+    """SHA-256 (hex) of the files (names, sizes, bytes) in some of a bundle's folders; big weights by their edges."""
     root = Path(bundle_path)
     digest = hashlib.sha256()
-    for folder in ("configs", "scripts", "models"):
+    for folder in folders:
         for path in sorted(p for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts):
             digest.update(f"{path.relative_to(root).as_posix()}\0{path.stat().st_size}\0".encode())
             digest.update(_file_digest(path, whole=folder != "models" or path.stat().st_size <= _WHOLE_FILE_LIMIT))
