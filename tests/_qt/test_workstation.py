@@ -65,3 +65,13 @@ def test_demo_study_is_fitted_to_the_canvas(demo_viewer):
     assert 0 <= top < bottom <= height and 0 <= left < right <= width, (corners_px, size)
     filled = max((bottom - top) / height, (right - left) / width)
     assert filled >= 0.8, f"the study fills {filled:.0%} of the canvas"
+
+
+def test_demo_study_dock_turns_the_three_views_on_and_off(demo_viewer):
+    """Through napari's plugin proxy (the dock's viewer is a public-only proxy in the demo)."""
+    study = next(w for name, w in demo_viewer.window.dock_widgets.items() if name.startswith("Study"))
+    study.mpr_check.setChecked(True)
+    assert study.mpr is not None and set(study.mpr.all_models()) == {"axial", "coronal", "sagittal"}
+    assert any(name == "MPR views" for name in demo_viewer.window.dock_widgets)
+    study.mpr_check.setChecked(False)
+    assert study.mpr is None and not any(name == "MPR views" for name in demo_viewer.window.dock_widgets)

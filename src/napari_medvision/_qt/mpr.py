@@ -284,6 +284,7 @@ def open_mpr(viewer, on_cursor=None) -> MprViews:
     """
     from .workstation import settle
 
+    viewer = getattr(viewer, "__wrapped__", viewer)   # napari hands plugin docks a public-only proxy
     views = MprViews(viewer, on_cursor)
     window = viewer.window._qt_window
     window.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -299,4 +300,4 @@ def open_mpr(viewer, on_cursor=None) -> MprViews:
 def close_mpr(viewer, views: MprViews) -> None:
     """Remove the views' dock and every link, mirror and mark they added."""
     views.close_views()
-    viewer.window.remove_dock_widget(views.dock)
+    getattr(viewer, "__wrapped__", viewer).window.remove_dock_widget(views.dock)

@@ -109,11 +109,11 @@ def quiet_labels(layer, names=SILENT_LABELS) -> None:
 
 
 def show_hint(viewer, text: str = HINT) -> None:
-    """A one-line hint over the canvas (napari's text overlay), top left, small."""
+    """A one-line hint over the canvas (napari's text overlay), bottom left, small."""
     overlay = viewer.text_overlay if not hasattr(viewer.canvas, "overlays") else viewer.canvas.overlays.text
     overlay.text = text
     overlay.font_size = 9
-    overlay.position = "top_left"
+    overlay.position = "bottom_left"   # the top centre holds the orientation letter in MPR
     overlay.visible = True
 
 
