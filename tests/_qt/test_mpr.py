@@ -149,6 +149,15 @@ def test_views_draw_the_same_data_and_share_window_and_edits(make_napari_viewer,
     coronal.paint(index, 6, refresh=True)                      # a brush stroke in the coronal view
     assert labels.data[index] == 6 and redrawn, "the axial view shows the stroke"
 
+    result = viewer.add_layer(Layer.create(*labels_layer_data(layer_volume(labels), "model result")))
+    assert all(views.mirrors(result)[view].data is result.data for view in ("coronal", "sagittal"))
+    assert result.name in views.models["sagittal"].layers
+    viewer.layers.remove(result)
+    assert result.name not in views.models["sagittal"].layers
+
+    views.models["coronal"].cursor.position = tuple(viewer.dims.point)   # the mouse over the coronal view
+    assert study.cursor_label.text().startswith("HU ") and " mm (LPS)" in study.cursor_label.text()
+
     study.mpr_check.setChecked(False)
     assert study.mpr is None and [layer.name for layer in viewer.layers] == ["labels", "ct"]
     assert not any(str(key).startswith(LETTER_PREFIX) for key in viewer.canvas.overlays)

@@ -101,6 +101,8 @@ class MprViews(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
         self._crosses = {}
+        hint = viewer.canvas.overlays.text     # the demo's hint would run under the letters
+        self._hint_was_visible, hint.visible = hint.visible, False
         for layer in list(viewer.layers):
             self._add(layer)
         self._add_crosses()
@@ -139,6 +141,7 @@ class MprViews(QWidget):
             self.viewer.layers.remove(cross)
         for key in [k for k in self.viewer.canvas.overlays if str(k).startswith(LETTER_PREFIX)]:
             del self.viewer.canvas.overlays[key]
+        self.viewer.canvas.overlays.text.visible = self._hint_was_visible
         for canvas in self.canvases.values():
             canvas.close()
 
