@@ -2,7 +2,9 @@
 
 Run under a (virtual) display::
 
-    xvfb-run -a .venv/bin/python docs/make_screenshots.py
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/make_screenshots.py [NAME ...]
+
+NAME picks some pictures (``demo``, ``phantom``, ``real_mr``, ``models``, ``nnunet``, ``finetune``).
 
 The real-MR picture needs ``../shared/data/pyradiomics`` and is skipped without it.
 """
@@ -177,10 +179,38 @@ def finetune_dock() -> None:
     viewer.close()
 
 
+def save_window(viewer, name: str) -> None:
+    """The whole window at the size it has (the demo fills the screen: use a 1920 x 1080 display)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    settle(viewer, 40)
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+    path = IMAGES / name
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    print(f"wrote {path}")
+
+
+def demo_window() -> None:
+    """``medvision demo`` as it opens, then with the three linked views (MPR) on."""
+    from napari_medvision._qt.demo import open_demo_viewer
+
+    viewer = open_demo_viewer()
+    save_window(viewer, "demo_window.png")
+    study = next(w for n, w in viewer.window.dock_widgets.items() if n.startswith("Study"))
+    study.mpr_check.setChecked(True)
+    study.mpr.move_to((-30.0, 10.0, -60.0))   # through the liver and a kidney
+    save_window(viewer, "mpr_views.png")
+    study.mpr_check.setChecked(False)
+    viewer.close()
+
+
+PICTURES = {"phantom": phantom_in_ct_window, "real_mr": real_mr_with_tumour, "models": model_results,
+            "nnunet": nnunet_result, "finetune": finetune_dock, "demo": demo_window}
+
+
 if __name__ == "__main__":
+    # xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/make_screenshots.py [demo models ...]
     IMAGES.mkdir(exist_ok=True)
-    phantom_in_ct_window()
-    real_mr_with_tumour()
-    model_results()
-    nnunet_result()
-    finetune_dock()
+    for name in sys.argv[1:] or PICTURES:
+        PICTURES[name]()

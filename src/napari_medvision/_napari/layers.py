@@ -16,6 +16,8 @@ from ..core.volume import Volume, geometry_from_napari_affine
 from ..core.windowing import default_limits
 
 GEOMETRY_KEY = "medvision_geometry"
+#: napari's world axes are LPS millimetres in (z, y, x) order; named so the dims slider says "z", not "-3".
+AXIS_LABELS = ("z", "y", "x")
 _LABEL_NAME_HINT = re.compile(r"(label|seg|mask|annot)", re.IGNORECASE)
 
 
@@ -42,6 +44,7 @@ def image_layer_data(volume: Volume, name: str | None = None, **kwargs) -> tuple
     layer_kwargs = {
         "name": name or "image",
         "affine": volume.napari_affine(),
+        "axis_labels": AXIS_LABELS,
         "metadata": metadata,
         "colormap": "gray",
         "contrast_limits": [low, high],
@@ -59,6 +62,7 @@ def labels_layer_data(volume: Volume, name: str | None = None,
     layer_kwargs = {
         "name": name or "labels",
         "affine": volume.napari_affine(),
+        "axis_labels": AXIS_LABELS,
         "metadata": {**geometry_metadata(volume), "label_names": {str(k): v for k, v in (label_names or {}).items()}},
         **kwargs,
     }

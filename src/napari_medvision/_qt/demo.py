@@ -1,5 +1,6 @@
-"""``medvision demo``: napari with the CT phantom, the Study dock, the Run-model dock with the
-sample U-Net selected (ready to press Run), and the Fine-tune dock."""
+"""``medvision demo``: napari with the CT phantom and its segmentation, the Study dock, the
+Run-model dock with the sample U-Net selected (ready to press Run), and the Fine-tune dock; the
+window fills the screen, the docks form one narrow tabbed column and the study fills the canvas."""
 
 from __future__ import annotations
 
@@ -12,18 +13,29 @@ DEMO_MODEL = "ct_organs_unet"
 
 
 def open_demo_viewer(show: bool = True):
-    """A viewer with the CT phantom loaded and every MedVision dock added."""
+    """A viewer with the CT phantom and its labels shown, every MedVision dock added, laid out."""
     import napari
+
+    from . import workstation
 
     viewer = napari.Viewer(title="napari-medvision demo", show=show)
     viewer.open_sample(PLUGIN, "ct_phantom")
-    viewer.window.add_plugin_dock_widget(PLUGIN, "Study")
+    labels = viewer.layers["CT phantom labels"]
+    labels.visible, labels.opacity = True, 0.5   # the segmentation is what the demo is about
+    workstation.quiet_labels(labels)
+    _, study = viewer.window.add_plugin_dock_widget(PLUGIN, "Study")
     _, runner = viewer.window.add_plugin_dock_widget(PLUGIN, "Run model", tabify=True)
-    viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune", tabify=True)
+    _, trainer = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune", tabify=True)
     names = [bundle.name for bundle in runner.bundles]
     if DEMO_MODEL in names:
         runner.model_combo.setCurrentIndex(names.index(DEMO_MODEL))
     runner.image_combo.setCurrentText("CT phantom")
+    viewer.layers.selection.active = viewer.layers["CT phantom"]
+    workstation.show_hint(viewer)
+    if show:
+        workstation.fill_screen(viewer)
+    workstation.narrow_column(viewer, [runner, study, trainer])
+    workstation.fit_study(viewer)
     return viewer
 
 

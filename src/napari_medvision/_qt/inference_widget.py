@@ -29,6 +29,7 @@ from ..core.inference import run_model
 from ..core.models import Bundle, list_models, load_model, trust_store
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
+from .task_options import show_task_options
 from .workers import report_error, start_engine, start_worker, warm_up_in_background
 
 
@@ -60,7 +61,8 @@ class InferenceWidget(QWidget):
         self.card.setWordWrap(True)
         self.trust_label = QLabel()
         self.trust_label.setWordWrap(True)
-        self.trust_check = QCheckBox("Trust this model's code (remembered for these exact files)")
+        self.trust_check = QCheckBox("Trust this model's code")
+        self.trust_check.setToolTip("remembered for these exact files")
         self.trust_check.setEnabled(False)
         self._trust_shown: tuple[Bundle, list[str], bool] | None = None
         self.device_combo = QComboBox()
@@ -192,6 +194,7 @@ class InferenceWidget(QWidget):
     def _show_card(self, _index=None) -> None:
         bundle = self.selected_bundle()
         self._show_channels(bundle)
+        show_task_options(self, bundle)
         if bundle is None:
             self.card.setText("no model: add a MONAI bundle, an nnU-Net model or a TorchScript / ONNX file")
             return

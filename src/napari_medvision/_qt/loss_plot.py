@@ -8,21 +8,30 @@ pyqtgraph only updates its curve items.
 from __future__ import annotations
 
 import pyqtgraph as pg
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 LOSS_COLOUR = "#ff9f40"
 DICE_COLOUR = "#4f9bd9"
+EMPTY_TEXT = "no training yet: add corrected cases, then Start; loss and validation Dice show here"
 
 
 class LossPlot(QWidget):
-    """Loss per step (top) and validation Dice per epoch (bottom), sharing the epoch axis."""
+    """Loss per step (top) and validation Dice per epoch (bottom), sharing the epoch axis.
+
+    Until the first value arrives a line of text stands in for the plots (empty axes say nothing).
+    """
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setMinimumHeight(220)
+        self.empty_label = QLabel(EMPTY_TEXT)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.empty_label)
         layout.addWidget(self.canvas)
         self.loss_axis = self.canvas.addPlot(row=0, col=0)
         self.loss_axis.setLabel("left", "training loss", color=LOSS_COLOUR)
@@ -32,6 +41,8 @@ class LossPlot(QWidget):
         self.dice_axis.setYRange(0, 1)
         self.dice_axis.setXLink(self.loss_axis)
         for axis in (self.loss_axis, self.dice_axis):
+            for side in ("left", "bottom"):
+                axis.getAxis(side).enableAutoSIPrefix(False)  # no "epoch (x0.001)"
             axis.showGrid(x=True, y=True, alpha=0.2)
             axis.setMouseEnabled(x=False, y=False)
             axis.hideButtons()
@@ -45,11 +56,22 @@ class LossPlot(QWidget):
         self.dices: list[tuple[int, float]] = []
         self.loss_curve.setData([], [])
         self.dice_curve.setData([], [])
+        self._show_plots(False)
+
+    def is_empty(self) -> bool:
+        """Whether no value has been plotted since the last :meth:`clear`."""
+        return not (self.losses or self.dices)
+
+    def _show_plots(self, shown: bool) -> None:
+        self.canvas.setVisible(shown)
+        self.empty_label.setVisible(not shown)
 
     def add_loss(self, epoch_fraction: float, loss: float) -> None:
         self.losses.append((epoch_fraction, loss))
+        self._show_plots(True)
         self.loss_curve.setData(*map(list, zip(*self.losses)))
 
     def add_dice(self, epoch: int, dice: float) -> None:
         self.dices.append((epoch, dice))
+        self._show_plots(True)
         self.dice_curve.setData(*map(list, zip(*self.dices)))

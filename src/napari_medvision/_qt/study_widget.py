@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from napari.layers import Image
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -39,6 +40,7 @@ class StudyWidget(QWidget):
         self._worker = None
         self._watched = None
         self._is_ct = False
+        self.mpr = None          # the linked coronal / sagittal views while "MPR" is ticked
         self._build()
         self.viewer.layers.selection.events.active.connect(self._on_active_layer)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
@@ -89,6 +91,9 @@ class StudyWidget(QWidget):
         form.addRow("Preset", self.preset_combo)
         form.addRow("Width", self.width_spin)
         form.addRow("Level", self.level_spin)
+        self.mpr_check = QCheckBox("MPR: axial, coronal and sagittal views")
+        self.mpr_check.setToolTip("linked views: a click (pan/zoom tool) or a scroll in one moves the others")
+        form.addRow(self.mpr_check)
 
         info_box = QGroupBox("Cursor and geometry")
         info_layout = QVBoxLayout(info_box)
@@ -112,6 +117,7 @@ class StudyWidget(QWidget):
         self.preset_combo.currentTextChanged.connect(self.apply_preset)
         self.width_spin.editingFinished.connect(self._on_spins)
         self.level_spin.editingFinished.connect(self._on_spins)
+        self.mpr_check.toggled.connect(self.show_mpr)
 
     @staticmethod
     def _spin(low: float, high: float) -> QDoubleSpinBox:
@@ -289,9 +295,22 @@ class StudyWidget(QWidget):
             spin.setValue(value)
             spin.blockSignals(False)
 
-    # --- cursor --------------------------------------------------------------
+    # --- views and cursor ----------------------------------------------------
+    def show_mpr(self, shown: bool) -> None:
+        """Axial, coronal and sagittal views, linked (``_qt/mpr.py``), on or off."""
+        from .mpr import close_mpr, open_mpr
+
+        if shown and self.mpr is None:
+            self.mpr = open_mpr(self.viewer, on_cursor=self._show_point)
+        elif not shown and self.mpr is not None:
+            close_mpr(self.viewer, self.mpr)
+            self.mpr = None
+
     def _on_cursor(self, event=None) -> None:
-        self.cursor_label.setText(self.describe_point(self.viewer.cursor.position))
+        self._show_point(self.viewer.cursor.position)
+
+    def _show_point(self, world_zyx) -> None:
+        self.cursor_label.setText(self.describe_point(world_zyx))
 
     def describe_point(self, world_zyx) -> str:
         """``"HU -850.0 at x … y … z … mm (LPS)"`` for a napari world position (z, y, x)."""

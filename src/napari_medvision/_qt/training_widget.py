@@ -79,7 +79,8 @@ class TrainingWidget(QWidget):
             SpinBox(name="epochs", label="Epochs (at most)", min=1, max=1000, value=20),
             FloatSpinBox(name="max_minutes", label="Minutes (at most)", min=0.1, max=600, value=5),
             FloatSpinBox(name="correction_weight", label="Edited-voxel weight", min=0, max=100, value=4),
-            CheckBox(name="keep_best_on_cancel", text="on Cancel, keep the best epoch so far as a version"),
+            CheckBox(name="keep_best_on_cancel", text="on Cancel, keep the best epoch",
+                     tooltip="cancelling still writes the best epoch so far as a version"),
         )}
         self.start_button, self.cancel_button = QPushButton("Start"), QPushButton("Cancel")
         self.cancel_button.setEnabled(False)

@@ -40,3 +40,12 @@ def run_model(model, volume: Volume | list[Volume], **options):
         volume = volume[0]
     wanted = {k: v for k, v in options.items() if k in _OPTIONS[model.task] and v is not None}
     return _ENGINES[model.task](model, volume, **wanted)
+
+
+def accepted_options(model) -> frozenset[str]:
+    """The option names :func:`run_model` hands to ``model``'s engine; it drops any other.
+
+    A dock shows only these (no Grad-CAM for a segmenter, no box threshold for a classifier).
+    """
+    kind = getattr(model, "kind", "bundle")
+    return frozenset(_OPTIONS["nnunet" if kind == "nnunet" else model.task])
