@@ -23,6 +23,7 @@ from ._cli_checks import (
     positive_float,
 )
 from ._cli_checks import positive_int as _positive_int
+from ._cli_batch import add_batch_options, cmd_infer_batch, wants_batch
 from ._cli_models import add_model_commands
 from ._cli_util import _warn
 from .core.errors import MedvisionError
@@ -114,6 +115,8 @@ def cmd_infer(args) -> int:
 
     for path in args.input:
         check_input(path)
+    if wants_batch(args):
+        return cmd_infer_batch(args)
     bundle = find_model(args.model, trusted=args.trust)
     check_infer_output(args.output, bundle.task)
     bundle.check_trust()
@@ -361,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="registry name, bundle or nnU-Net folder, nnU-Net .zip, or STORE@current / STORE@N")
     infer.add_argument("--input", required=True, action="append",
                        help="image file or DICOM folder; repeat it for a model with several input channels "
-                            "(nnU-Net: in its channel_names order)")
+                            "(nnU-Net: in its channel_names order); a folder of studies runs them all")
     infer.add_argument("--output", help="label map (.nii.gz/.nrrd/.mha), heatmap image, or boxes .json")
     infer.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     infer.add_argument("--trust", action="store_true", help="allow the bundle to run its own code")
@@ -379,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--backend", default="torch", choices=("torch", "openvino", "onnxruntime"),
                        help="CPU engine for the windows (segmentation): torch is the reference")
     infer.add_argument("--score-threshold", type=fraction, help="lowest box score kept (detection)")
+    add_batch_options(infer)
     infer.set_defaults(run=cmd_infer)
 
     train = commands.add_parser("train", help="regenerate a sample model from phantoms (reproducible)")
