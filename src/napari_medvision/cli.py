@@ -25,6 +25,7 @@ from ._cli_checks import (
 from ._cli_checks import positive_int as _positive_int
 from ._cli_batch import add_batch_options, cmd_infer_batch, wants_batch
 from ._cli_models import add_model_commands
+from ._cli_server import add_server_options, cmd_finetune_server, cmd_infer_server, cmd_models_server
 from ._cli_util import _warn
 from .core.errors import MedvisionError
 
@@ -67,6 +68,8 @@ def cmd_phantom(args) -> int:
 
 
 def cmd_models(args) -> int:
+    if args.server:
+        return cmd_models_server(args)
     from .core.models import list_models, model_folders
 
     records = [model.summary() for model in list_models()]
@@ -115,6 +118,8 @@ def cmd_infer(args) -> int:
 
     for path in args.input:
         check_input(path)
+    if args.server:
+        return cmd_infer_server(args)
     if wants_batch(args):
         return cmd_infer_batch(args)
     bundle = find_model(args.model, trusted=args.trust)
@@ -225,6 +230,10 @@ def cmd_finetune(args) -> int:
     from .core.training.finetune import FinetuneSettings, check_new_model_dir, finetune
     from .core.training.versions import VersionStore
 
+    if args.server:
+        return cmd_finetune_server(args)
+    if not args.output:
+        raise MedvisionError("finetune needs --output NEW_MODEL_DIR (a new bundle folder), or --server URL")
     output = Path(args.output)
     check_new_model_dir(output)
     store = checked_store(args.cases)
@@ -399,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune = commands.add_parser("finetune", help="fine-tune a segmentation model on a case store")
     finetune.add_argument("--model", required=True)
     finetune.add_argument("--cases", required=True, help="case store folder (nnU-Net raw layout)")
-    finetune.add_argument("--output", required=True, help="new bundle folder (must not exist)")
+    finetune.add_argument("--output", help="new bundle folder (must not exist); required unless --server")
     finetune.add_argument("--epochs", type=_positive_int, default=20)
     finetune.add_argument("--max-minutes", type=positive_float, default=5.0)
     finetune.add_argument("--correction-weight", type=non_negative_float, default=0.0,
@@ -436,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     versions.set_defaults(run=cmd_versions)
 
+    add_server_options(models, infer, finetune)
     add_model_commands(commands)
 
     demo = commands.add_parser("demo", help="open napari with a sample study and the plugin's docks")
