@@ -23,6 +23,7 @@ from ._cli_checks import (
     positive_float,
 )
 from ._cli_checks import positive_int as _positive_int
+from ._cli_ddp import add_ddp_options, cmd_finetune_group, wants_group
 from ._cli_batch import add_batch_options, cmd_infer_batch, wants_batch
 from ._cli_models import add_model_commands
 from ._cli_server import add_server_options, cmd_finetune_server, cmd_infer_server, cmd_models_server
@@ -241,6 +242,8 @@ def cmd_finetune(args) -> int:
     settings = FinetuneSettings(epochs=args.epochs, max_minutes=args.max_minutes,
                                 correction_weight=args.correction_weight,
                                 validation_cases=args.validation_cases or None)
+    if wants_group(args):
+        return cmd_finetune_group(args, bundle, store, output, settings, _drive_training)
     job = finetune(bundle, store, VersionStore(output.parent), settings, device=args.device, output=output)
     result = _drive_training(job, quiet=args.json)
     summary = {"parent": str(bundle.path), **result.summary()}
@@ -417,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     finetune.add_argument("--trust", action="store_true")
     finetune.add_argument("--json", action="store_true")
+    add_ddp_options(finetune)
     finetune.set_defaults(run=cmd_finetune)
 
     evaluate = commands.add_parser("evaluate", help="Dice of a segmentation model on a case store")

@@ -146,3 +146,27 @@ def test_a_flipped_mask_on_the_same_grid_lands_voxel_for_voxel(tmp_path):
 
 def test_labels_are_matched_by_name():
     assert label_mapping({1: "Liver", 4: "spleen", 5: "kidney"}, {1: "spleen", 2: "liver"}) == {1: 2, 4: 1}
+
+
+def test_backend_jobs_run_on_the_server_and_cancel(with_token, study):
+    from napari_medvision.core.errors import CancelledError
+    from napari_medvision.core.remote.backend import MonaiLabelBackend
+
+    backend = MonaiLabelBackend(with_token)
+    (model,) = backend.list_models()
+    assert model.name == MODEL and model.labels == {1: "spleen"} and model.summary()["kind"] == "monailabel"
+    volume = read_volume(study)
+    job = backend.run_model(model, volume)
+    steps = []
+    while True:
+        try:
+            steps.append(next(job))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert steps and result.labels.shape == volume.shape and result.labels.origin == volume.origin
+    cancelled = backend.run_model(model, volume)
+    next(cancelled)
+    backend.cancel()
+    with pytest.raises(CancelledError):
+        next(cancelled)

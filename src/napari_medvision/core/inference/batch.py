@@ -148,7 +148,7 @@ def run_batch(bundle, studies: list[Study], out_dir: str | Path, *, ext: str = "
     from ..io import read_volume
 
     out_dir = Path(out_dir)
-    (out_dir / RECORDS).mkdir(exist_ok=True)
+    (out_dir / RECORDS).mkdir(parents=True, exist_ok=True)
     reader = reader or read_volume
     mine = [s for s in studies if in_shard(s.name, shard)]
     report = BatchReport()
