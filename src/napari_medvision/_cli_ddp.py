@@ -22,7 +22,8 @@ def wants_group(args) -> bool:
 
 def cmd_finetune_group(args, bundle, store, output, settings, drive) -> int:
     """Run the fine-tune over the group; process 0 prints what a one-process run prints."""
-    from .core.training.distributed import check_nproc, from_environment, run_in_group
+    from .core.training.distributed import check_nproc, from_environment
+    from .core.training.launch import run_in_group
 
     group = from_environment()
     if group is None:
