@@ -23,7 +23,10 @@ from ._cli_checks import (
     positive_float,
 )
 from ._cli_checks import positive_int as _positive_int
+from ._cli_ddp import add_ddp_options, cmd_finetune_group, wants_group
+from ._cli_batch import add_batch_options, cmd_infer_batch, wants_batch
 from ._cli_models import add_model_commands
+from ._cli_server import add_server_options, cmd_finetune_server, cmd_infer_server, cmd_models_server
 from ._cli_util import _warn
 from .core.errors import MedvisionError
 
@@ -66,6 +69,8 @@ def cmd_phantom(args) -> int:
 
 
 def cmd_models(args) -> int:
+    if args.server:
+        return cmd_models_server(args)
     from .core.models import list_models, model_folders
 
     records = [model.summary() for model in list_models()]
@@ -114,6 +119,10 @@ def cmd_infer(args) -> int:
 
     for path in args.input:
         check_input(path)
+    if args.server:
+        return cmd_infer_server(args)
+    if wants_batch(args):
+        return cmd_infer_batch(args)
     bundle = find_model(args.model, trusted=args.trust)
     check_infer_output(args.output, bundle.task)
     bundle.check_trust()
@@ -222,6 +231,10 @@ def cmd_finetune(args) -> int:
     from .core.training.finetune import FinetuneSettings, check_new_model_dir, finetune
     from .core.training.versions import VersionStore
 
+    if args.server:
+        return cmd_finetune_server(args)
+    if not args.output:
+        raise MedvisionError("finetune needs --output NEW_MODEL_DIR (a new bundle folder), or --server URL")
     output = Path(args.output)
     check_new_model_dir(output)
     store = checked_store(args.cases)
@@ -229,6 +242,8 @@ def cmd_finetune(args) -> int:
     settings = FinetuneSettings(epochs=args.epochs, max_minutes=args.max_minutes,
                                 correction_weight=args.correction_weight,
                                 validation_cases=args.validation_cases or None)
+    if wants_group(args):
+        return cmd_finetune_group(args, bundle, store, output, settings, _drive_training)
     job = finetune(bundle, store, VersionStore(output.parent), settings, device=args.device, output=output)
     result = _drive_training(job, quiet=args.json)
     summary = {"parent": str(bundle.path), **result.summary()}
@@ -361,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="registry name, bundle or nnU-Net folder, nnU-Net .zip, or STORE@current / STORE@N")
     infer.add_argument("--input", required=True, action="append",
                        help="image file or DICOM folder; repeat it for a model with several input channels "
-                            "(nnU-Net: in its channel_names order)")
+                            "(nnU-Net: in its channel_names order); a folder of studies runs them all")
     infer.add_argument("--output", help="label map (.nii.gz/.nrrd/.mha), heatmap image, or boxes .json")
     infer.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     infer.add_argument("--trust", action="store_true", help="allow the bundle to run its own code")
@@ -379,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--backend", default="torch", choices=("torch", "openvino", "onnxruntime"),
                        help="CPU engine for the windows (segmentation): torch is the reference")
     infer.add_argument("--score-threshold", type=fraction, help="lowest box score kept (detection)")
+    add_batch_options(infer)
     infer.set_defaults(run=cmd_infer)
 
     train = commands.add_parser("train", help="regenerate a sample model from phantoms (reproducible)")
@@ -395,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune = commands.add_parser("finetune", help="fine-tune a segmentation model on a case store")
     finetune.add_argument("--model", required=True)
     finetune.add_argument("--cases", required=True, help="case store folder (nnU-Net raw layout)")
-    finetune.add_argument("--output", required=True, help="new bundle folder (must not exist)")
+    finetune.add_argument("--output", help="new bundle folder (must not exist); required unless --server")
     finetune.add_argument("--epochs", type=_positive_int, default=20)
     finetune.add_argument("--max-minutes", type=positive_float, default=5.0)
     finetune.add_argument("--correction-weight", type=non_negative_float, default=0.0,
@@ -404,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     finetune.add_argument("--trust", action="store_true")
     finetune.add_argument("--json", action="store_true")
+    add_ddp_options(finetune)
     finetune.set_defaults(run=cmd_finetune)
 
     evaluate = commands.add_parser("evaluate", help="Dice of a segmentation model on a case store")
@@ -432,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     versions.set_defaults(run=cmd_versions)
 
+    add_server_options(models, infer, finetune)
     add_model_commands(commands)
 
     demo = commands.add_parser("demo", help="open napari with a sample study and the plugin's docks")

@@ -78,8 +78,12 @@ class FinetuneResult:
 
 
 def finetune(bundle: Bundle, store: CaseStore, versions: VersionStore, settings: FinetuneSettings | None = None,
-             *, device: str = "auto", output: Path | None = None) -> Generator[object, None, FinetuneResult]:
+             *, device: str = "auto", output: Path | None = None,
+             group=None) -> Generator[object, None, FinetuneResult]:
     """Fine-tune ``bundle`` on ``store`` and write the result as a new version in ``versions``.
+
+    ``group``: a :class:`~.distributed.Group` when this is one of several DDP processes
+    (:mod:`.distributed` starts them); only process 0 validates and writes the version.
 
     Every input is checked before the model is built: the output folder, the store, the task,
     the validation cases, and each case's label (geometry and values) while it is prepared.
@@ -114,6 +118,8 @@ def finetune(bundle: Bundle, store: CaseStore, versions: VersionStore, settings:
                                    steps_per_epoch=settings.steps_per_epoch, patience=settings.patience,
                                    roi_size=roi, seed=settings.seed)
     val_items = [items[c] for c in val_ids]
+    main = group is None or group.is_main
+    # In a group every process evaluates (MONAI's metrics gather across the group), with equal weights.
     base_per_label = evaluate_items(network, val_items, num_classes, train_settings, torch_device)
     base_dice = float(np.nanmean(base_per_label))
     yield f"base model validation Dice {base_dice:.4f}"
@@ -123,14 +129,18 @@ def finetune(bundle: Bundle, store: CaseStore, versions: VersionStore, settings:
               "base_validation_dice": _round(base_dice)}
     try:
         trained = yield from train_segmentation(network, [items[c] for c in train_ids], val_items, num_classes,
-                                                train_settings, torch_device, train_transforms(roi, _KEYS), loss, live)
+                                                train_settings, torch_device, train_transforms(roi, _KEYS), loss, live,
+                                                group=group)
     except GeneratorExit:
-        if settings.keep_best_on_cancel and live.get("best_dice", -1) > base_dice:
+        if main and settings.keep_best_on_cancel and live.get("best_dice", -1) > base_dice:
             versions.write(bundle, live["best_state"], {**record, "cancelled": True,
                                                          "best_epoch": live["best_epoch"],
                                                          "best_validation_dice": _round(live["best_dice"]),
                                                          "history": live.get("history", [])}, output)
         raise
+    if not main:   # process 0 writes the version
+        return FinetuneResult(None, base_dice, trained.best_dice, trained.best_epoch, trained.history,
+                              time.perf_counter() - start, train_ids, val_ids, trained.stopped_by)
     improved = trained.best_dice > base_dice
     # When no epoch beat the base model, the new version keeps the parent's weights, and says so.
     state = trained.best_state if improved else bundle.build(torch.device("cpu")).network.state_dict()

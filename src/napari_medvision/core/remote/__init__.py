@@ -1,0 +1,1 @@
+"""Remote compute: a MONAI Label server as a place to run and train models."""
