@@ -44,6 +44,7 @@ _POST = [{"_target_": "Activationsd", "keys": "pred", "softmax": True}]
 
 
 def _classifier(folder, pre, in_channels, classes=4):
+    """A 2D DenseNet121 bundle; Grad-CAM on its last feature map (``class_layers.relu``), as MONAI's docs do."""
     config = {
         "imports": ["$import torch"],
         "network_def": {"_target_": "DenseNet121", "spatial_dims": 2, "in_channels": in_channels,
@@ -54,7 +55,8 @@ def _classifier(folder, pre, in_channels, classes=4):
     }
     metadata = {"name": folder.name, "network_data_format": {
         "inputs": {"image": {"num_channels": in_channels, "spatial_shape": [48, 48]}},
-        "outputs": {"pred": {"type": "probabilities", "channel_def": {str(i): f"class {i}" for i in range(classes)}}}}}
+        "outputs": {"pred": {"type": "probabilities", "channel_def": {str(i): f"class {i}" for i in range(classes)}}}},
+        "medvision": {"cam_layer": "class_layers.relu"}}
     return write_bundle(folder, config, metadata)
 
 
