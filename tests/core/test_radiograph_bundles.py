@@ -161,3 +161,62 @@ def test_2d_segmentation_of_a_picture_matches_monai(tmp_path):
     assert result.labels.shape == (1, 45, 38)
     np.testing.assert_array_equal(result.labels.array[0], expected)
     assert len(np.unique(expected)) > 1   # a real comparison, not two blank maps
+
+
+def _picture(tmp_path, name, pixels):
+    Image.fromarray(pixels).save(tmp_path / name)
+    return read_volume(tmp_path / name)
+
+
+def test_grey_x_ray_saved_as_rgb_goes_to_a_grey_model_as_one_channel(tmp_path):
+    grey = np.random.default_rng(7).integers(0, 256, (37, 52), dtype=np.uint8)
+    bundle_dir = _classifier(tmp_path / "grey", _GREY_PRE, 1, classes=2)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    expected = _plain_monai(bundle_dir, tmp_path / "grey.png")
+    as_rgb = _picture(tmp_path, "as rgb.png", np.repeat(grey[..., None], 3, axis=-1))
+    result = drain(classify(load_bundle(bundle_dir), as_rgb, device="cpu", explain=False))[1]
+    np.testing.assert_allclose(list(result.probabilities.values()), expected, rtol=1e-4, atol=1e-6)
+    assert any("one grey channel" in note for note in result.notes)
+
+
+def test_really_coloured_picture_for_a_grey_model_is_refused_clearly(tmp_path):
+    from napari_medvision.core.errors import ModelError
+
+    colour = np.random.default_rng(8).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    bundle = load_bundle(_classifier(tmp_path / "grey", _GREY_PRE, 1, classes=2))
+    with pytest.raises(ModelError, match="takes one grey channel and this is a colour picture"):
+        drain(classify(bundle, _picture(tmp_path, "photo.png", colour), device="cpu"))
+
+
+def test_grey_radiograph_goes_to_an_rgb_model_as_three_equal_channels(tmp_path):
+    """What the breast density bundle would get from the same film saved as an RGB PNG."""
+    grey = np.random.default_rng(9).integers(0, 256, (37, 52), dtype=np.uint8)
+    bundle_dir = _classifier(tmp_path / "rgb", _BREAST_DENSITY_PRE, 3)
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=-1)).save(tmp_path / "as rgb.png")
+    expected = _plain_monai(bundle_dir, tmp_path / "as rgb.png")
+    result = drain(classify(load_bundle(bundle_dir), _picture(tmp_path, "grey.png", grey), device="cpu",
+                            explain=False))[1]
+    np.testing.assert_allclose(list(result.probabilities.values()), expected, rtol=1e-4, atol=1e-6)
+    assert any("three equal channels" in note for note in result.notes)
+
+
+def test_volume_to_a_2d_classifier_is_refused_clearly(tmp_path):
+    from napari_medvision.core.errors import ModelError
+    from napari_medvision.core.volume import Volume
+
+    bundle = load_bundle(_classifier(tmp_path / "grey", _GREY_PRE, 1, classes=2))
+    with pytest.raises(ModelError, match="is a 2D model and the image is 3D"):
+        drain(classify(bundle, Volume(np.zeros((5, 20, 20), np.float32)), device="cpu"))
+
+
+def test_cli_infer_runs_an_rgb_bundle_on_a_png(tmp_path, capsys):
+    from napari_medvision.cli import main
+
+    rgb = np.random.default_rng(10).integers(0, 256, (37, 52, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "mammo.png")
+    bundle_dir = _classifier(tmp_path / "density", _BREAST_DENSITY_PRE, 3)
+    expected = _plain_monai(bundle_dir, tmp_path / "mammo.png")
+    assert main(["infer", "--model", str(bundle_dir), "--input", str(tmp_path / "mammo.png"), "--device", "cpu",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose([out["probabilities"][f"class {i}"] for i in range(4)], expected, rtol=1e-4, atol=1e-6)

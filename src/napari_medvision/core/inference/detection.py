@@ -17,7 +17,8 @@ from ..errors import ModelError
 from ..models import Bundle, choose_device
 from ..models.cache import loaded_model
 from ..volume import Volume
-from .convert import run_preprocessing, to_metatensor
+from .channels import prepare_input
+from .convert import to_metatensor
 from .progress import Progress
 from .windows import autocast
 
@@ -66,12 +67,8 @@ def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_thresh
                                       else bundle.extras.get("score_threshold"),
                                       nms_iou if nms_iou is not None else bundle.extras.get("nms_iou"))
     yield Progress(1, 3, "preprocessing")
-    image = to_metatensor(volume, 0 if dims == 2 else None)
-    data = run_preprocessing(model, {"image": image}, bundle.name)
-    prepared = data["image"]
-    if prepared.shape[0] != bundle.in_channels:
-        raise ModelError(f"'{bundle.name}' expects {bundle.in_channels} input channel(s); "
-                         f"the image gives {prepared.shape[0]}")
+    notes: list[str] = []
+    prepared = prepare_input(model, bundle, volume, 0 if dims == 2 else None, notes)["image"]
     yield Progress(2, 3, "detecting")
     with torch.no_grad(), autocast(torch_device, amp):
         batch = [prepared.as_tensor().to(torch_device)]
@@ -89,14 +86,16 @@ def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_thresh
     labels = outputs[detector.target_label_key].detach().cpu()[keep].numpy()
     scores = outputs[detector.pred_score_key].detach().cpu().float()[keep].numpy()
     if dims == 2:
-        world = _boxes_2d_to_lps(boxes, _affine_nd(prepared.affine, 2), _affine_nd(image.affine, 2), volume)
+        source_affine = to_metatensor(volume, 0).affine
+        world = _boxes_2d_to_lps(boxes, _affine_nd(prepared.affine, 2), _affine_nd(source_affine, 2), volume)
     else:
         world = _boxes_to_lps(boxes, prepared.affine.detach().cpu().double().numpy())
     found = [DetectedBox(bundle.labels.get(int(label), f"class {int(label)}"), float(score), box)
              for box, label, score in zip(world, labels, scores)]
     found.sort(key=lambda b: -b.score)
     yield Progress(3, 3, "done")
-    return DetectionResult(found, time.perf_counter() - start, score_threshold=detector.box_selector.score_thresh)
+    return DetectionResult(found, time.perf_counter() - start, notes=notes,
+                           score_threshold=detector.box_selector.score_thresh)
 
 
 def _detector_for_this_run(detector, score_threshold: float | None, nms_iou: float | None):
