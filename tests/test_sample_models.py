@@ -20,6 +20,7 @@ from napari_medvision.samples.common import PHANTOM
 from napari_medvision.samples.detector import froc_point
 
 NEW_SEEDS = [424242, 515151, 606060, 717171]
+RADIOGRAPH_AUC_BAR = 0.8
 
 
 def sample(name):
@@ -106,3 +107,52 @@ def test_sample_models_are_small():
     assert SAMPLE_MODELS_DIR.is_dir(), "the sample bundles ship inside the package"
     total = sum(p.stat().st_size for p in SAMPLE_MODELS_DIR.rglob("*") if p.is_file())
     assert total < 40 * 1024 * 1024
+
+
+def test_radiograph_classifier_runs_on_a_png_through_medvision_infer(tmp_path):
+    """The 2D sample on a 16-bit PNG of a new film, as a user would give it a saved X-ray."""
+    from PIL import Image
+
+    from napari_medvision.core.radiograph_phantom import generate_radiograph
+
+    bundle = sample("radiograph_classifier")
+    assert bundle.code_findings() == [] and bundle.spatial_dims == 2
+    film = generate_radiograph(NEW_SEEDS[1]).image.array[0]
+    Image.fromarray(film).save(tmp_path / "chest.png")
+    out = tmp_path / "cam.nii.gz"
+    result = subprocess.run([sys.executable, "-m", "napari_medvision.cli", "infer", "--model", "radiograph_classifier",
+                             "--input", str(tmp_path / "chest.png"), "--output", str(out), "--device", "cpu", "--json"],
+                            capture_output=True, text=True, encoding="utf-8", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)["probabilities"]) == {"no nodule", "nodule"}
+    assert out.exists()
+
+
+def test_radiograph_classifier_auc_and_gradcam_on_new_seeds():
+    from napari_medvision.core.radiograph_phantom import generate_radiograph
+
+    bundle = sample("radiograph_classifier")
+    scores, truth, near = [], [], []
+    for seed in range(920_000, 920_030):
+        case = generate_radiograph(seed)
+        result = drain(classify(bundle, case.image, device="cpu", explain=case.nodule_present))
+        scores.append(result.probabilities["nodule"])
+        truth.append(case.nodule_present)
+        if case.nodule_present and result.prediction == "nodule":
+            heat = result.heatmap.array[0]
+            mask = np.zeros(heat.shape, bool)
+            for lesion, (x0, y0, x1, y1) in zip(case.lesions, case.boxes_xy):
+                if lesion.organ == "lung":
+                    mask[max(int(y0) - 2, 0):int(y1) + 3, max(int(x0) - 3, 0):int(x1) + 4] = True
+            near.append(heat[mask].mean() > np.median(heat))
+    assert roc_auc(scores, truth) >= RADIOGRAPH_AUC_BAR, list(zip(scores, truth))
+    assert len(near) >= 3 and np.mean(near) >= 0.6, near
+
+
+def test_chest_radiograph_sample_data_is_2d_with_nodules():
+    from napari_medvision._napari.sample_data import RADIOGRAPH_SEED, make_chest_radiograph
+    from napari_medvision.core.radiograph_phantom import generate_radiograph
+
+    (data, kwargs, kind), = make_chest_radiograph()
+    assert kind == "image" and data.shape[0] == 1 and data.ndim == 3
+    assert generate_radiograph(RADIOGRAPH_SEED).nodule_present

@@ -195,11 +195,11 @@ def _describe(record: dict) -> str:
 
 
 def cmd_train(args) -> int:
-    from .samples import SAMPLES, train_sample
+    from .samples import SAMPLES, UNSHIPPED, train_sample
 
     options = {k: v for k, v in (("cases", args.cases), ("epochs", args.epochs), ("max_minutes", args.max_minutes))
                if v is not None}
-    if args.name not in SAMPLES:
+    if args.name not in SAMPLES + UNSHIPPED:
         raise MedvisionError(f"unknown sample model '{args.name}'; choose {', '.join(SAMPLES[:-1])} or {SAMPLES[-1]}")
     job = train_sample(args.name, args.output, seed=args.seed, device=args.device,
                        real_data=Path(args.real_data) if args.real_data else None, **options)
@@ -398,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer.set_defaults(run=cmd_infer)
 
     train = commands.add_parser("train", help="regenerate a sample model from phantoms (reproducible)")
-    train.add_argument("name", help="ct_organs_unet, ct_organs_unetr, lesion_classifier or nodule_detector")
+    train.add_argument("name", help="ct_organs_unet, ct_organs_unetr, lesion_classifier, nodule_detector "
+                                    "or radiograph_classifier")
     train.add_argument("--output", required=True, help="bundle folder to write")
     train.add_argument("--cases", type=_positive_int, help="training cases (default: the model's own)")
     train.add_argument("--seed", type=int, default=0)

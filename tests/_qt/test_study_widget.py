@@ -169,3 +169,29 @@ def test_open_as_study_opens_an_xray_picture(widget, qtbot, tmp_path, monkeypatc
     assert "spacing: 0.15, 0.15, 1 mm" in widget.geometry_label.text()
     for pattern in ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.nii.gz", "*.dcm"):
         assert pattern in offered[0]
+
+
+def test_colour_picture_and_monochrome1_film_in_the_dock(widget, qtbot, tmp_path):
+    """An RGB picture opens as an RGB layer that takes a label layer of its own grid; a MONOCHROME1
+    radiograph shows inverted, and its file window is the 'From the file' preset."""
+    from PIL import Image
+
+    from napari_medvision.core.windowing import FILE_WINDOW
+    from tests.core.test_radiograph_dicom import write_radiograph
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "c.png")
+    wait_for(qtbot, widget.open_path(tmp_path / "c.png"))
+    (picture,) = widget.viewer.layers
+    assert picture.rgb and picture.data.shape == (1, 20, 30, 3)
+    labels = widget.new_label_layer()
+    assert labels.data.shape == (1, 20, 30)
+    assert widget.value_at((0.0, 3.0, 4.0)) == pytest.approx(picture.data[0, 3, 4, :3].mean())
+
+    film = write_radiograph(tmp_path / "cr.dcm", np.arange(600).reshape(20, 30) % 4000, modality="CR",
+                            photometric="MONOCHROME1", pixel_spacing=(0.2, 0.2), window=(300.0, 250.0))
+    wait_for(qtbot, widget.open_path(film))
+    layer = widget.viewer.layers[-1]
+    assert layer.colormap.name == "gray_r" and tuple(layer.contrast_limits) == (100.0, 400.0)
+    layer.contrast_limits = (0.0, 50.0)
+    widget.preset_combo.setCurrentText(FILE_WINDOW)
+    assert tuple(layer.contrast_limits) == (100.0, 400.0)

@@ -90,14 +90,14 @@ def test_png_xray_is_a_one_slice_volume_and_writes_back(tmp_path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(written)[0], array > 100)
 
 
-def test_rgb_png_is_read_as_grayscale(tmp_path):
+def test_rgb_png_keeps_its_colours_and_measures_in_grey(tmp_path):
     rgb = np.zeros((5, 6, 3), np.uint8)
     rgb[..., 0] = 200
     sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(tmp_path / "rgb.png"))
     volume = read_volume(tmp_path / "rgb.png")
     assert volume.shape == (1, 5, 6)
     np.testing.assert_allclose(volume.array, 0.299 * 200, rtol=1e-5)
-    assert any("grayscale" in w for w in volume.warnings)
+    np.testing.assert_array_equal(volume.channels[0], rgb)   # models get the colours themselves
 
 
 @pytest.mark.parametrize("name", ["label with spaces.nii.gz", "étiquette_ß_肝臓.nrrd", "ü ñ.mha"])

@@ -55,7 +55,10 @@ def two_at_once(module, monkeypatch, calls):
     Both threads wait for each other in their preprocessing, which the engines reach after they have
     prepared their settings: a setting written into the shared model would then reach the other run.
     """
+    from napari_medvision.core.inference import channels
+
     barrier = threading.Barrier(len(calls), timeout=120)
+    module = channels   # every engine ('module') preprocesses through channels.prepare_input
     original = module.run_preprocessing
 
     def meet(*args, **kwargs):

@@ -8,7 +8,8 @@ import pytest
 from napari_medvision.core.models import load_bundle
 from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
 from napari_medvision.core.phantom import Lesion
-from napari_medvision.samples import SAMPLES, SEGMENTATION_SAMPLES, classifier, detector, segmentation, train_sample
+from napari_medvision.samples import (SAMPLES, SEGMENTATION_SAMPLES, classifier, detector, radiograph, segmentation,
+                                      train_sample)
 from napari_medvision.samples.common import case_seeds
 from napari_medvision.samples.detector import froc_point
 from tests.conftest import drain
@@ -96,6 +97,7 @@ def test_train_sample_picks_each_recipe():
     recipes = {name: train_sample(name, "unused", seed=0).gi_code.co_name for name in SAMPLES}
     assert recipes == {"ct_organs_unet": "train_segmentation_sample", "ct_organs_unetr": "train_segmentation_sample",
                        "lesion_classifier": "train_classifier", "nodule_detector": "train_detector"}
+    assert train_sample("radiograph_classifier", "unused").gi_code.co_name == "train_radiograph_classifier"
     with pytest.raises(ValueError, match="unknown sample model"):
         train_sample("resnet", "unused")
 
@@ -107,3 +109,24 @@ def test_medvision_train_refuses_an_unknown_sample(capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: unknown sample model 'resnet'; choose ct_organs_unet, ct_organs_unetr, lesion_classifier or "
         "nodule_detector"]
+
+
+def test_radiograph_recipe_config_passes_the_trust_gate_and_is_2d(tmp_path):
+    """The unshipped 2D recipe's bundle (random weights) builds untrusted and classifies a DRR."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from napari_medvision.core.inference import classify
+    from napari_medvision.core.models import load_bundle
+    from napari_medvision.core.radiograph_phantom import generate_radiograph
+    from napari_medvision.samples.common import drain, write_bundle
+
+    inference, metadata = radiograph.bundle_config()
+    torch.manual_seed(0)
+    write_bundle(tmp_path / "rc", inference, metadata, ConfigParser({"n": radiograph.NETWORK}).get_parsed_content("n"))
+    bundle = load_bundle(tmp_path / "rc")
+    assert bundle.code_findings() == [] and bundle.spatial_dims == 2 and bundle.in_channels == 1
+    case = generate_radiograph(1)
+    result = drain(classify(bundle, case.image, device="cpu"))
+    assert set(result.probabilities) == {"no nodule", "nodule"}
+    assert result.heatmap is not None and result.heatmap.shape == case.image.shape

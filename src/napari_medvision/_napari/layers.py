@@ -32,12 +32,21 @@ def geometry_metadata(volume: Volume) -> dict:
         },
         "modality": volume.modality,
         "source": volume.metadata.get("path"),
+        # A picture's PIL header: a model run from the layer gets the picture as MONAI reads the file.
+        **({"picture": dict(volume.metadata["picture"])} if "picture" in volume.metadata else {}),
+        **{key: volume.metadata[key] for key in ("window", "invert_display", "spacing_source")
+           if volume.metadata.get(key) is not None},
     }
 
 
 def image_layer_data(volume: Volume, name: str | None = None, **kwargs) -> tuple:
-    """``(data, kwargs, "image")`` with world affine and a modality-aware window."""
-    low, high = default_limits(volume.array, volume.modality)
+    """``(data, kwargs, "image")`` with world affine and a modality-aware window.
+
+    A colour picture (``volume.channels``) is an RGB(A) layer ``(1, y, x, C)`` showing its samples.
+    """
+    if volume.channels is not None and volume.channels.shape[-1] in (3, 4):
+        return _rgb_layer_data(volume, name, **kwargs)
+    low, high = default_limits(volume.array, volume.modality, volume.metadata.get("window"))
     metadata = geometry_metadata(volume)
     # Computed here (readers run in workers) so the GUI thread never scans the voxels for it.
     metadata["data_range"] = [float(np.min(volume.array)), float(np.max(volume.array))]
@@ -46,11 +55,23 @@ def image_layer_data(volume: Volume, name: str | None = None, **kwargs) -> tuple
         "affine": volume.napari_affine(),
         "axis_labels": AXIS_LABELS,
         "metadata": metadata,
-        "colormap": "gray",
+        # MONOCHROME1 radiographs keep their values (low = white): shown inverted, bone is white.
+        "colormap": "gray_r" if volume.metadata.get("invert_display") else "gray",
         "contrast_limits": [low, high],
         **kwargs,
     }
     return volume.array, layer_kwargs, "image"
+
+
+def _rgb_layer_data(volume: Volume, name: str | None, **kwargs) -> tuple:
+    samples = volume.channels
+    metadata = geometry_metadata(volume)
+    metadata["data_range"] = [float(np.min(volume.array)), float(np.max(volume.array))]
+    layer_kwargs = {"name": name or "image", "affine": volume.napari_affine(), "metadata": metadata, "rgb": True,
+                    **kwargs}
+    if not np.issubdtype(samples.dtype, np.uint8):
+        layer_kwargs.setdefault("contrast_limits", [float(samples.min()), float(samples.max()) or 1.0])
+    return samples, layer_kwargs, "image"
 
 
 def labels_layer_data(volume: Volume, name: str | None = None,
@@ -92,15 +113,24 @@ def volume_from_layer(data, meta: dict) -> Volume:
         GeometryMismatchError: the transform cannot be stored in an image header.
     """
     array = np.asarray(data)
+    channels = None
+    if meta.get("rgb"):
+        from ..core.io.picture import grey_and_channels
+
+        channels = array if array.ndim == 4 else array[np.newaxis]
+        array = grey_and_channels(channels[0])[0][np.newaxis]
     if array.ndim == 2:
         array = array[np.newaxis]
     if array.ndim != 3:
         raise GeometryMismatchError(f"only 2D and 3D layers can be written, this one is {array.ndim}D")
-    geometry = (meta.get("metadata") or {}).get(GEOMETRY_KEY)
+    layer_meta = meta.get("metadata") or {}
+    extra = {"picture": dict(layer_meta["picture"]), "dimension": 2} if "picture" in layer_meta else {}
+    geometry = layer_meta.get(GEOMETRY_KEY)
     if geometry and tuple(geometry["shape"]) == array.shape:
-        return Volume(array, geometry["spacing"], geometry["origin"], np.reshape(geometry["direction"], (3, 3)))
+        return Volume(array, geometry["spacing"], geometry["origin"], np.reshape(geometry["direction"], (3, 3)),
+                      dict(extra), channels=channels)
     spacing, origin, direction = geometry_from_napari_affine(data_to_world_matrix(meta))
-    return Volume(array, spacing, origin, direction)
+    return Volume(array, spacing, origin, direction, dict(extra), channels=channels)
 
 
 def data_to_world_matrix(meta: dict) -> np.ndarray:
@@ -121,7 +151,8 @@ def data_to_world_matrix(meta: dict) -> np.ndarray:
 def layer_volume(layer) -> Volume:
     """The Volume (data + exact geometry) behind a napari layer."""
     state = {"metadata": layer.metadata, "affine": layer.affine.affine_matrix, "scale": layer.scale,
-             "translate": layer.translate, "rotate": layer.rotate, "shear": layer.shear}
+             "translate": layer.translate, "rotate": layer.rotate, "shear": layer.shear,
+             "rgb": bool(getattr(layer, "rgb", False))}
     volume = volume_from_layer(np.asarray(layer.data), state)
     volume.metadata["modality"] = layer.metadata.get("modality")
     return volume

@@ -1,4 +1,4 @@
-"""Sample-data contributions: a CT phantom and an MR-like study (flipped, anisotropic)."""
+"""Sample-data contributions: a CT phantom, an MR-like study (flipped, anisotropic) and a chest radiograph."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def make_mr_phantom() -> list[tuple]:
                             direction=flip_y, lesion_probability=1.0)
     return [image_layer_data(case.image, "MR phantom"),
             labels_layer_data(case.label, "MR phantom labels", _NAMES, opacity=0.4, visible=False)]
+
+
+#: Phantom seed of the sample radiograph: its CT holds a 21 mm lung nodule.
+RADIOGRAPH_SEED = 1
+
+
+def make_chest_radiograph() -> list[tuple]:
+    """A synthetic chest X-ray (DRR of a CT phantom with lung nodules), 2D, for the 2D sample model."""
+    from ..core.radiograph_phantom import generate_radiograph
+
+    case = generate_radiograph(RADIOGRAPH_SEED)
+    return [image_layer_data(case.image, "chest radiograph")]

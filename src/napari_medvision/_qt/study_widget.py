@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import MedvisionError
 from ..core.io import list_dicom_series, read_label_for, read_volume
 from ..core.io.reader import READ_EXTENSIONS
-from ..core.windowing import AUTO, CT_PRESETS, auto_limits, limits_to_window, window_to_limits
+from ..core.windowing import AUTO, CT_PRESETS, FILE_WINDOW, auto_limits, limits_to_window, window_to_limits
 from .._napari.layers import GEOMETRY_KEY, labels_layer_data, layer_volume
 from .._napari.reader import volume_layer_data
 from .workers import report_error, start_worker
@@ -62,7 +62,7 @@ class StudyWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.status = QLabel("")
         self.preset_combo = QComboBox()
-        self.preset_combo.addItems(["(custom)", *CT_PRESETS, AUTO])
+        self.preset_combo.addItems(["(custom)", *CT_PRESETS, AUTO, FILE_WINDOW])
         self.width_spin, self.level_spin = self._spin(1, 10000), self._spin(-5000, 10000)
         self.cursor_label = QLabel("move the cursor over the image")
         self.geometry_label = QLabel("no study")
@@ -182,7 +182,8 @@ class StudyWidget(QWidget):
         if layer is None:
             report_error(_NoStudy("select a study (image layer) first"))
             return None
-        volume = layer_volume(layer).with_array(np.zeros(layer.data.shape, np.uint8))
+        image = layer_volume(layer)
+        volume = image.with_array(np.zeros(image.shape, np.uint8))
         return self.viewer.add_layer(_to_layer(labels_layer_data(volume, f"{layer.name} labels")))
 
     def cancel(self) -> None:
@@ -245,9 +246,12 @@ class StudyWidget(QWidget):
     def apply_preset(self, name: str) -> None:
         """Set the selected image's contrast limits from a preset name (CT presets, or Auto)."""
         layer = self.image_layer()
-        if layer is None or name not in (*CT_PRESETS, AUTO):
+        if layer is None or name not in (*CT_PRESETS, AUTO, FILE_WINDOW):
             return
-        if name == AUTO:
+        if name == FILE_WINDOW:
+            if layer.metadata.get("window"):
+                self.set_window(*layer.metadata["window"])
+        elif name == AUTO:
             self.set_limits(*auto_limits(layer.data))
         else:
             self.set_limits(*window_to_limits(*CT_PRESETS[name]))
@@ -333,9 +337,10 @@ class StudyWidget(QWidget):
         if layer is None:
             return None
         index = np.round(np.asarray(layer.world_to_data(tuple(world_zyx)), dtype=float)).astype(int)
-        if np.any(index < 0) or np.any(index >= np.asarray(layer.data.shape)):
+        if np.any(index < 0) or np.any(index >= np.asarray(layer.data.shape)[:len(index)]):
             return None
-        return float(layer.data[tuple(index)])
+        value = np.asarray(layer.data[tuple(index)], dtype=float)
+        return float(value if value.ndim == 0 else value[:3].mean())  # an RGB picture: mean of its colours
 
 
 def _read_as_layer(path, series_uid, name) -> tuple[list[str], tuple]:

@@ -40,6 +40,10 @@ class Volume:
         metadata: source information (``modality``, ``path``, DICOM
             ``series_description``, ...). JSON-serialisable values only.
         warnings: problems found while reading that did not stop it.
+        channels: for a colour picture, its samples as the file holds them, ``(z, y, x, C)``
+            (``array`` then holds their luminance, for windows and measurements); else None.
+            Models get these (see ``inference.convert``); arrays derived from the volume
+            (labels, heatmaps) do not inherit them.
     """
 
     array: np.ndarray
@@ -48,12 +52,18 @@ class Volume:
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    channels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.array.ndim == 2:
             self.array = self.array[np.newaxis]
         if self.array.ndim != 3:
             raise ValueError(f"Volume needs a 3D (z, y, x) array, got shape {self.array.shape}")
+        if self.channels is not None:
+            if self.channels.ndim == 3:
+                self.channels = self.channels[np.newaxis]
+            if self.channels.shape[:3] != self.array.shape:
+                raise ValueError(f"colour samples {self.channels.shape} do not fit the grey array {self.array.shape}")
         self.spacing = tuple(float(s) for s in self.spacing)
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
@@ -89,7 +99,7 @@ class Volume:
             raise GeometryMismatchError(
                 f"array of shape {array.shape} does not fit a volume of shape {self.shape}"
             )
-        return replace(self, array=array, metadata={**self.metadata, **metadata}, warnings=[])
+        return replace(self, array=array, metadata={**self.metadata, **metadata}, warnings=[], channels=None)
 
     # --- world coordinates -------------------------------------------------
     def index_to_world(self, index_xyz: np.ndarray) -> np.ndarray:

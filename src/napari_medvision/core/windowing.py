@@ -13,6 +13,8 @@ CT_PRESETS: dict[str, tuple[float, float]] = {
     "Liver": (150.0, 30.0),
 }
 AUTO = "Auto (1–99%)"
+#: The window the file itself names (DICOM Window Center / Width or VOI LUT), when it names one.
+FILE_WINDOW = "From the file (VOI)"
 
 
 def window_to_limits(width: float, level: float) -> tuple[float, float]:
@@ -51,8 +53,11 @@ def looks_like_ct(array: np.ndarray, modality: str | None) -> bool:
         float(np.percentile(sample, 1)) < -700
 
 
-def default_limits(array: np.ndarray, modality: str | None) -> tuple[float, float]:
-    """Soft-tissue window for CT, percentile window otherwise."""
+def default_limits(array: np.ndarray, modality: str | None,
+                   file_window: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The file's own window (``(width, level)``) when it has one, soft tissue for CT, else percentiles."""
+    if file_window is not None:
+        return window_to_limits(*file_window)
     if looks_like_ct(array, modality):
         return window_to_limits(*CT_PRESETS["Mediastinum / soft tissue"])
     return auto_limits(array)

@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 SEGMENTATION_SAMPLES = ("ct_organs_unet", "ct_organs_unetr")
 SAMPLES = (*SEGMENTATION_SAMPLES, "lesion_classifier", "nodule_detector")
+#: Recipes whose model is not shipped yet (trainable with ``medvision train``; see its module docstring).
+UNSHIPPED = ("radiograph_classifier",)
 
 
 def train_sample(name: str, output: str | Path, *, real_data: Path | None = None, **options):
@@ -29,7 +31,7 @@ def train_sample(name: str, output: str | Path, *, real_data: Path | None = None
         from .segmentation import train_segmentation_sample
 
         return train_segmentation_sample(name, output, real_data=real_data, **options)
-    if name not in SAMPLES:
+    if name not in SAMPLES + UNSHIPPED:
         raise ValueError(f"unknown sample model {name!r}; choose one of {', '.join(SAMPLES)}")
     if real_data is not None:
         log.warning("--real-data is reported on for segmentation samples only; %s ignores it", name)
@@ -37,6 +39,10 @@ def train_sample(name: str, output: str | Path, *, real_data: Path | None = None
         from .classifier import train_classifier
 
         return train_classifier(output, **options)
+    if name == "radiograph_classifier":
+        from .radiograph import train_radiograph_classifier
+
+        return train_radiograph_classifier(output, **options)
     from .detector import train_detector
 
     return train_detector(output, **options)

@@ -18,7 +18,8 @@ from ..errors import ModelError
 from ..models import Bundle, choose_device
 from ..models.cache import loaded_model
 from ..volume import Volume
-from .convert import run_preprocessing, to_metatensor, to_zyx
+from .channels import prepare_input
+from .convert import to_zyx
 from .progress import Progress
 from .windows import infer
 
@@ -56,13 +57,9 @@ def classify(bundle: Bundle, volume: Volume, *, device: str = "auto", explain: b
     if dims == 2 and volume.shape[0] > 1:
         raise ModelError(f"'{bundle.name}' is a 2D model and the image is 3D ({volume.shape[0]} slices); "
                          "classify one slice (a 2D image) instead")
-    image = to_metatensor(volume, 0 if dims == 2 else None)
     yield Progress(1, 3, "preprocessing")
-    data = run_preprocessing(model, {"image": image}, bundle.name)
-    prepared = data["image"]
-    if prepared.shape[0] != bundle.in_channels:
-        raise ModelError(f"'{bundle.name}' expects {bundle.in_channels} input channel(s); "
-                         f"the image gives {prepared.shape[0]}")
+    notes: list[str] = []
+    prepared = prepare_input(model, bundle, volume, 0 if dims == 2 else None, notes)["image"]
     batch = prepared.as_tensor()[None].float()
     on_cpu = None if model.device.type == "cpu" else (lambda: loaded_model(bundle, torch.device("cpu")).network)
     logits = yield from infer(model.inferer, batch, model.network, model.device, amp=amp, label="classifying",
@@ -77,7 +74,7 @@ def classify(bundle: Bundle, volume: Volume, *, device: str = "auto", explain: b
         probs = torch.softmax(logits, dim=1)[0]
         probabilities = {names[i]: float(probs[i]) for i in range(len(names))}
         index = int(torch.argmax(probs))
-    result = ClassificationResult(probabilities, list(probabilities)[index])
+    result = ClassificationResult(probabilities, list(probabilities)[index], notes=notes)
     if explain:
         yield Progress(2, 3, "Grad-CAM")
         result.heatmap = _heatmap(bundle, model, prepared, batch, index if logits.shape[1] > 1 else 0,

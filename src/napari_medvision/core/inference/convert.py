@@ -1,7 +1,10 @@
-"""Volume <-> MONAI MetaTensor, exactly as ``LoadImage`` with the ITK reader would give it.
+"""Volume <-> MONAI MetaTensor, exactly as ``LoadImage`` would give it for the same file.
 
-MONAI arrays are channel-first with spatial axes in ITK index order (x, y, z) and
-an affine to RAS world; our Volume is (z, y, x) with LPS geometry.
+MONAI arrays have their spatial axes in ITK index order (x, y, z) and an affine to RAS
+world; our Volume is (z, y, x) with LPS geometry. A PNG / JPEG / BMP picture is given as
+MONAI's PILReader gives it: ``(width, height[, C])`` channel-last, identity affine, PIL's
+header in the meta dict (see ``io.picture``), so a bundle's ``EnsureChannelFirstd``
+(``channel_dim=2`` for colour bundles) sees what it was written for.
 """
 
 from __future__ import annotations
@@ -27,7 +30,21 @@ def ras_affine(volume: Volume, spatial_dims: int = 3) -> np.ndarray:
 
 
 def to_metatensor(volume: Volume, slice_index: int | None = None) -> MetaTensor:
-    """A channel-less MetaTensor ``(x, y, z)`` of the volume, or ``(x, y)`` of one axial slice."""
+    """A channel-less MetaTensor ``(x, y, z)`` of the volume, or ``(x, y)`` of one axial slice.
+
+    A slice of a colour volume (:attr:`Volume.channels`) is ``(x, y, C)``, channel-last, as
+    ``LoadImage`` gives colour images; a picture file's single slice is exactly PILReader's.
+    """
+    if slice_index is not None and "picture" in volume.metadata and volume.shape[0] == 1:
+        return _picture_metatensor(volume)
+    if slice_index is not None and volume.channels is not None:
+        array = volume.channels[slice_index].transpose(1, 0, 2)
+        affine = ras_affine(volume, 2)
+        affine[:2, 2] += (ras_affine(volume)[:2, 2] * slice_index)
+        meta = {"original_affine": affine, "spatial_shape": np.asarray(array.shape[:2]), "original_channel_dim": -1,
+                "filename_or_obj": str(volume.metadata.get("path") or "in-memory"), "space": "RAS"}
+        return MetaTensor(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)),
+                          affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
     if slice_index is None:
         array, dims = volume.array.transpose(2, 1, 0), 3
         affine = ras_affine(volume)
@@ -39,6 +56,16 @@ def to_metatensor(volume: Volume, slice_index: int | None = None) -> MetaTensor:
     meta = {"original_affine": affine, "spatial_shape": np.asarray(array.shape), "original_channel_dim": "no_channel",
             "filename_or_obj": str(volume.metadata.get("path") or "in-memory"), "space": "RAS"}
     return MetaTensor(torch.from_numpy(array), affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
+
+
+def _picture_metatensor(volume: Volume) -> MetaTensor:
+    """PILReader's layout: ``numpy.asarray(picture)`` with axes 0 and 1 swapped, float32, identity affine."""
+    from ..io.picture import picture_meta
+
+    samples = volume.array[0] if volume.channels is None else volume.channels[0]
+    array = np.ascontiguousarray(np.swapaxes(samples, 0, 1), dtype=np.float32)
+    return MetaTensor(torch.from_numpy(array), affine=torch.eye(4, dtype=torch.float64),
+                      meta=picture_meta(volume, channels_last=volume.channels is not None))
 
 
 def to_zyx(tensor, spatial_dims: int = 3) -> np.ndarray:

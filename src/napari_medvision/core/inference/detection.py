@@ -17,7 +17,8 @@ from ..errors import ModelError
 from ..models import Bundle, choose_device
 from ..models.cache import loaded_model
 from ..volume import Volume
-from .convert import run_preprocessing, to_metatensor
+from .channels import prepare_input
+from .convert import to_metatensor
 from .progress import Progress
 from .windows import autocast
 
@@ -56,17 +57,18 @@ def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_thresh
     torch_device = choose_device(device)
     yield Progress(0, 3, f"loading {bundle.name}")
     model = loaded_model(bundle, torch_device)
-    if volume.shape[0] == 1 and bundle.spatial_dims == 3:
+    dims = bundle.spatial_dims
+    if volume.shape[0] == 1 and dims == 3:
         raise ModelError(f"'{bundle.name}' is a 3D detector and the image is 2D (one slice)")
+    if volume.shape[0] > 1 and dims == 2:
+        raise ModelError(f"'{bundle.name}' is a 2D detector and the image is 3D ({volume.shape[0]} slices); "
+                         "give it a 2D image (one radiograph or one slice)")
     detector = _detector_for_this_run(model.detector, score_threshold if score_threshold is not None
                                       else bundle.extras.get("score_threshold"),
                                       nms_iou if nms_iou is not None else bundle.extras.get("nms_iou"))
     yield Progress(1, 3, "preprocessing")
-    data = run_preprocessing(model, {"image": to_metatensor(volume)}, bundle.name)
-    prepared = data["image"]
-    if prepared.shape[0] != bundle.in_channels:
-        raise ModelError(f"'{bundle.name}' expects {bundle.in_channels} input channel(s); "
-                         f"the image gives {prepared.shape[0]}")
+    notes: list[str] = []
+    prepared = prepare_input(model, bundle, volume, 0 if dims == 2 else None, notes)["image"]
     yield Progress(2, 3, "detecting")
     with torch.no_grad(), autocast(torch_device, amp):
         batch = [prepared.as_tensor().to(torch_device)]
@@ -83,12 +85,17 @@ def detect(bundle: Bundle, volume: Volume, *, device: str = "auto", score_thresh
     boxes = boxes.numpy()
     labels = outputs[detector.target_label_key].detach().cpu()[keep].numpy()
     scores = outputs[detector.pred_score_key].detach().cpu().float()[keep].numpy()
-    world = _boxes_to_lps(boxes, prepared.affine.detach().cpu().double().numpy())
+    if dims == 2:
+        source_affine = to_metatensor(volume, 0).affine
+        world = _boxes_2d_to_lps(boxes, _affine_nd(prepared.affine, 2), _affine_nd(source_affine, 2), volume)
+    else:
+        world = _boxes_to_lps(boxes, prepared.affine.detach().cpu().double().numpy())
     found = [DetectedBox(bundle.labels.get(int(label), f"class {int(label)}"), float(score), box)
              for box, label, score in zip(world, labels, scores)]
     found.sort(key=lambda b: -b.score)
     yield Progress(3, 3, "done")
-    return DetectionResult(found, time.perf_counter() - start, score_threshold=detector.box_selector.score_thresh)
+    return DetectionResult(found, time.perf_counter() - start, notes=notes,
+                           score_threshold=detector.box_selector.score_thresh)
 
 
 def _detector_for_this_run(detector, score_threshold: float | None, nms_iou: float | None):
@@ -119,6 +126,34 @@ def _boxes_to_lps(boxes: np.ndarray, affine_ras: np.ndarray) -> list[list[float]
     corners = convert_box_to_points(torch.as_tensor(boxes - 0.5), "xyzxyz")         # (N, 8, 3)
     world = apply_affine_to_points(corners, torch.as_tensor(np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_ras))
     return convert_points_to_box(world).tolist()
+
+
+def _affine_nd(affine, dims: int) -> np.ndarray:
+    """The ``(dims + 1)`` square part of a MetaTensor affine (a picture's is 4x4 for its 2D data)."""
+    affine = np.asarray(affine.detach().cpu().double().numpy() if isinstance(affine, torch.Tensor) else affine)
+    if affine.shape[0] == dims + 1:
+        return affine
+    keep = [*range(dims), affine.shape[0] - 1]
+    return affine[np.ix_(keep, keep)]
+
+
+def _boxes_2d_to_lps(boxes: np.ndarray, prepared_affine: np.ndarray, source_affine: np.ndarray,
+                     volume: Volume) -> list[list[float]]:
+    """``(N, 4)`` ``xyxy`` boxes of a preprocessed 2D image -> ``[x0, y0, z0, x1, y1, z1]`` LPS mm on ``volume``.
+
+    The two affines share one world (MONAI carries it through every spatial transform), so
+    ``inv(source) @ prepared`` maps the model's pixels back to the source pixels, whose world
+    position the volume's own geometry gives (a picture's MONAI affine is the identity, its
+    spacing is in our header). ``- 0.5`` as in :func:`_boxes_to_lps`; z is the image's plane.
+    """
+    if len(boxes) == 0:
+        return []
+    corners = convert_box_to_points(torch.as_tensor(boxes - 0.5), "xyxy").numpy()     # (N, 4, 2)
+    to_source = np.linalg.inv(source_affine) @ prepared_affine
+    index = corners @ to_source[:2, :2].T + to_source[:2, 2]
+    index_xyz = np.concatenate([index, np.zeros((*index.shape[:2], 1))], axis=-1)
+    world = volume.index_to_world(index_xyz)                                             # (N, 4, 3)
+    return np.concatenate([world.min(axis=1), world.max(axis=1)], axis=1).tolist()
 
 
 def box_to_index_zyx(volume: Volume, box_world) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,8 @@ from ..models import Bundle, choose_device
 from ..models.cache import loaded_model
 from ..volume import Volume
 from .cleanup import channel_argmax, remove_small_components
-from .convert import run_preprocessing, to_metatensor, to_zyx
+from .channels import prepare_input
+from .convert import to_zyx
 from .progress import Progress
 from .windows import for_this_run, infer
 
@@ -88,14 +89,15 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
             notes.append(f"2D model: segmented slice by slice ({volume.shape[0]} slices)")
         slices = []
         for k in range(volume.shape[0]):
-            item = yield from _segment_one(bundle, model, networks, to_metatensor(volume, k), inferer, passes, amp,
-                                           f"slice {k + 1}/{volume.shape[0]}", keep_probabilities or uncertainty)
+            item = yield from _segment_one(bundle, model, networks, (volume, k), inferer, passes, amp,
+                                           f"slice {k + 1}/{volume.shape[0]}", keep_probabilities or uncertainty,
+                                           notes if k == 0 else [])
             slices.append(item)
         labels = np.stack([s[0] for s in slices])
         probs = np.stack([s[1] for s in slices], axis=1) if slices[0][1] is not None else None
     else:
-        labels, probs = yield from _segment_one(bundle, model, networks, to_metatensor(volume), inferer, passes, amp,
-                                                "sliding window", keep_probabilities or uncertainty)
+        labels, probs = yield from _segment_one(bundle, model, networks, (volume, None), inferer, passes, amp,
+                                                "sliding window", keep_probabilities or uncertainty, notes)
 
     if labels.shape != volume.shape:
         raise ModelError(f"the model's postprocessing returned shape {labels.shape}, "
@@ -120,16 +122,13 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
     return result
 
 
-def _segment_one(bundle, model, networks, image, inferer, passes, amp, label, want_probs):
-    """Labels (and probabilities) of one MetaTensor, back in its own grid.
+def _segment_one(bundle, model, networks, source, inferer, passes, amp, label, want_probs, notes):
+    """Labels (and probabilities) of ``source`` = ``(volume, slice index or None)``, back in its own grid.
 
     ``networks``: the network for the model's device, and a callable giving one on the CPU (or None).
     """
-    data = run_preprocessing(model, {"image": image}, bundle.name)
+    data = prepare_input(model, bundle, *source, notes)
     prepared = data["image"]
-    if prepared.shape[0] != bundle.in_channels:
-        raise ModelError(f"'{bundle.name}' expects {bundle.in_channels} input channel(s); "
-                         f"the image gives {prepared.shape[0]}")
     dims = prepared.ndim - 1
     total_logits = None
     mean_probs = None

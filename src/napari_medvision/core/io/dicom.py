@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from ..errors import UnreadableFileError
 from ..volume import Volume
 from ._itk import itk_reason, quiet_itk
+from .radiograph import is_projection, read_radiograph
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,13 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Volu
                 f"series '{series_uid}' is not in '{folder}'; it holds: " + ", ".join(s.uid for s in series)
             )
         chosen = matches[0]
+    if chosen.n_slices == 1 and is_projection(chosen.modality):
+        volume = read_radiograph(Path(chosen.files[0]))
+        volume.metadata["path"] = str(folder)
+        volume.warnings[:0] = warnings
+        for warning in volume.warnings:
+            log.warning("%s: %s", folder.name, warning)
+        return volume
     try:
         with quiet_itk():
             files, gap_warnings = _sorted_by_position(chosen.files)

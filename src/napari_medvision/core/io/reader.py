@@ -18,11 +18,13 @@ from ._itk import itk_reason, quiet_itk
 from .metaimage_check import check_metaimage_complete
 from .nifti_check import check_nifti_complete
 from .dicom import dicom_tags, is_dicom_file, read_dicom_series
+from .picture import PIL_EXTENSIONS, grey_and_channels, read_picture_samples
+from .radiograph import is_projection, read_radiograph
 
 log = logging.getLogger(__name__)
 
 VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".ima")
 #: Every file ending :func:`read_volume` accepts (DICOM files without an ending are
 #: recognised by their ``DICM`` preamble).
@@ -110,6 +112,10 @@ def _read_file(path: Path, kind: str, frame: int | None) -> Volume:
         check_nifti_complete(path)
     elif path.name.lower().endswith(".mha"):
         check_metaimage_complete(path)
+    if path.name.lower().endswith(PIL_EXTENSIONS) and dimension == 2:
+        return _read_pil_picture(path, reader)
+    if kind == "dicom" and is_projection(dicom_tags(reader)["modality"]):
+        return read_radiograph(path)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
@@ -124,6 +130,22 @@ def _read_file(path: Path, kind: str, frame: int | None) -> Volume:
     volume.metadata.setdefault("modality", None)
     volume.warnings.extend(warnings)
     return volume
+
+
+def _read_pil_picture(path: Path, reader: sitk.ImageFileReader) -> Volume:
+    """A PNG / JPEG / BMP: samples as MONAI's PILReader reads them, geometry as ITK reports it."""
+    samples, header = read_picture_samples(path)
+    if samples.shape[:2] != tuple(reversed(reader.GetSize())):
+        raise UnreadableFileError(f"'{path.name}': its decoders disagree on its size "
+                                  f"({samples.shape[:2]} vs {tuple(reversed(reader.GetSize()))})")
+    if samples.dtype == bool:
+        samples = samples.astype(np.uint8)
+    grey, channels = grey_and_channels(samples)
+    direction = np.eye(3)
+    direction[:2, :2] = np.reshape(reader.GetDirection(), (2, 2))
+    return Volume(grey[np.newaxis], (*reader.GetSpacing(), 1.0), (*reader.GetOrigin(), 0.0), direction,
+                  {"path": str(path), "modality": None, "dimension": 2, "picture": header},
+                  channels=None if channels is None else channels[np.newaxis])
 
 
 def _to_grayscale(image: sitk.Image) -> sitk.Image:
