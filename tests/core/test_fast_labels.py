@@ -40,9 +40,15 @@ def many_class_bundle(folder, classes=12, nearest=False, pixdim=(7.0, 7.0, 9.0))
     return write_bundle(folder, config, seg_metadata({k: f"c{k}" for k in range(classes)}))
 
 
+@pytest.mark.parametrize("route", ["direct", "invertd-then-refine"])
 @pytest.mark.parametrize("direction", [None, rotation(0.2, -0.1, 0.3)], ids=["flipped", "oblique"])
-def test_fast_labels_agree_with_the_bundles_own_postprocessing(tmp_path, direction):
-    """Random weights give a speckled map (almost every voxel on a boundary): the refinement, not luck."""
+def test_fast_labels_agree_with_the_bundles_own_postprocessing(tmp_path, monkeypatch, direction, route):
+    """Random weights give a speckled map (almost every voxel on a boundary): the refinement, not luck.
+
+    ``direct`` maps straight from the model's grid (a reorient-and-resample preprocessing); the other
+    route, taken for any other preprocessing, inverts by MONAI's Invertd (nearest) then refines."""
+    if route != "direct":
+        monkeypatch.setattr(fast_labels, "_affine_only", lambda applied: False)
     bundle = load_bundle(many_class_bundle(tmp_path / "b"))
     case = phantom(direction=direction)
     _, exact = drain(segment(bundle, case.image, device="cpu", exact_postprocessing=True))

@@ -81,7 +81,7 @@ def plan(postprocessing, preprocessing) -> FastPlan | None:
 
 
 def label_map(scores: torch.Tensor, data: dict, preprocessing, fast: FastPlan,
-              source_affine: torch.Tensor | None = None) -> torch.Tensor:
+              source_affine: torch.Tensor | None = None, source_shape: tuple[int, ...] | None = None) -> torch.Tensor:
     """The label map ``(1, *image grid)`` of ``scores`` ``(C, *model grid)`` by ``fast``.
 
     Args:
@@ -90,7 +90,8 @@ def label_map(scores: torch.Tensor, data: dict, preprocessing, fast: FastPlan,
         data: the preprocessed sample: ``data["image"]``'s metadata and applied operations are what
             ``Invertd`` undoes (its voxels are not read).
         preprocessing: the bundle's preprocessing (the transform ``Invertd`` inverts).
-        source_affine: the image's own index-to-world affine, for :func:`refine` (None: no refinement).
+        source_affine / source_shape: the image's own index-to-world affine and spatial shape, for
+            :func:`direct` and :func:`refine` (None: nearest neighbour only).
 
     Returns:
         A float32 tensor of label values on the image's grid (or the model's, when nothing inverts).
@@ -99,10 +100,14 @@ def label_map(scores: torch.Tensor, data: dict, preprocessing, fast: FastPlan,
     labels = argmax_labels(scores)
     meta = getattr(image, "meta", {})
     applied = getattr(image, "applied_operations", [])
+    grid_affine = getattr(image, "affine", None)
+    if (fast.invert and not fast.exact and fast.rest is None and source_affine is not None
+            and source_shape is not None and grid_affine is not None and _affine_only(applied)):
+        to_grid = torch.linalg.inv(grid_affine.double()) @ source_affine.double()
+        return direct(labels[0], _activated(scores, fast.activation), to_grid, source_shape)
     out = {**data, _KEY: MetaTensor(labels.float(), meta=meta, applied_operations=applied)}
     if fast.invert and preprocessing is not None:
         out = Invertd(keys=_KEY, transform=preprocessing, orig_keys="image", nearest_interp=True)(out)
-        grid_affine = getattr(image, "affine", None)
         if not fast.exact and source_affine is not None and grid_affine is not None:
             refine(out[_KEY], labels[0], _activated(scores, fast.activation),
                    torch.linalg.inv(grid_affine.double()) @ source_affine.double())
@@ -110,6 +115,49 @@ def label_map(scores: torch.Tensor, data: dict, preprocessing, fast: FastPlan,
     if fast.rest is not None:
         out = fast.rest(out)
     return out[_KEY]
+
+
+def direct(grid_labels: torch.Tensor, scores: torch.Tensor, to_grid: torch.Tensor, image_shape) -> torch.Tensor:
+    """The label map on the image's grid straight from the model's, for a preprocessing that only
+    reorients and resamples with border padding (:func:`_affine_only`): what ``Invertd`` then argmax
+    would give, without a float map or a sampling grid the size of the image.
+
+    Each image voxel takes the label its surrounding model voxels share, or, where they differ, the
+    argmax of the scores interpolated at its position (as :func:`refine`). Returns ``(1, *image_shape)``
+    in ``grid_labels``' integer type.
+    """
+    size = torch.tensor(grid_labels.shape, dtype=torch.float64)
+    image_shape = tuple(int(n) for n in image_shape)
+    labels = torch.empty((1, *image_shape), dtype=grid_labels.dtype)
+    flat = labels.view(-1)
+    per_slab = max(1, math.prod(image_shape[1:]))
+    step = max(1, _PIECE_VOXELS // per_slab)
+    for start in range(0, image_shape[0], step):
+        index = _indices(start, min(start + step, image_shape[0]), image_shape)
+        position = to_grid[:-1, :-1] @ index + to_grid[:-1, -1:]
+        del index
+        position = torch.minimum(position.clamp_min(0), size[:, None] - 1)  # border padding
+        corners = _corner_labels(grid_labels, position)
+        offset = start * per_slab
+        flat[offset:offset + position.shape[1]] = corners[0]
+        todo = torch.nonzero((corners != corners[:1]).any(dim=0)).flatten()
+        del corners
+        for piece in todo.split(1 << 16):
+            flat[offset + piece] = _interpolated_argmax(scores, position[:, piece]).to(flat.dtype)
+    return labels
+
+
+def _affine_only(applied) -> bool:
+    """Whether the recorded spatial steps are reorientations and border-padded resamplings only."""
+    for op in applied:
+        name = op.get("class", "") if isinstance(op, dict) else ""
+        extra = op.get("extra_info", {}) if isinstance(op, dict) else {}
+        if name == "Orientation":
+            continue
+        if name == "SpatialResample" and extra.get("padding_mode") == "border":
+            continue
+        return False
+    return True
 
 
 def refine(labels: torch.Tensor, grid_labels: torch.Tensor, scores: torch.Tensor, to_grid: torch.Tensor) -> int:

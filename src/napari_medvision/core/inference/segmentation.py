@@ -135,6 +135,7 @@ def _segment_one(bundle, model, networks, image, inferer, passes, amp, label, wa
     """
     data = run_preprocessing(model, {"image": image}, bundle.name)
     source_affine = image.affine if isinstance(image, MetaTensor) else None
+    source_shape = tuple(image.shape)  # channel-less, as to_metatensor gives it
     del image  # the float32 copy on the image's grid: only the preprocessed tensor is needed now
     prepared = data["image"]
     if prepared.shape[0] != bundle.in_channels:
@@ -175,7 +176,7 @@ def _segment_one(bundle, model, networks, image, inferer, passes, amp, label, wa
     if fast is not None:
         log.debug("label map: argmax on the model's grid, taken back by nearest neighbour (%s)",
                   "identical to the bundle's" if fast.exact else "equal to the bundle's off label boundaries")
-        labels = fast_labels.label_map(scores, data, model.preprocessing, fast, source_affine)
+        labels = fast_labels.label_map(scores, data, model.preprocessing, fast, source_affine, source_shape)
         return _as_labels(labels, dims), probs_out
     data["pred"] = MetaTensor(scores, meta=data["image"].meta, applied_operations=data["image"].applied_operations)
     del scores
