@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -18,9 +19,11 @@ _POLL_S = 0.02
 
 @dataclass
 class Run:
-    """One finished process: wall seconds, peak RSS (MB) of it and its children summed, its output."""
+    """One finished process: wall seconds, CPU seconds (user + system, its whole tree), peak RSS (MB)
+    of it and its children summed, its output."""
 
     seconds: float
+    cpu_s: float
     peak_mb: float
     stdout: str
     stderr: str
@@ -58,6 +61,7 @@ class PeakWatcher(threading.Thread):
 def run(command: list[str], nice: int = 10, env: dict | None = None, timeout: float = 3600) -> Run:
     """Run ``command`` (at ``nice`` priority) to its end; raises ``RuntimeError`` with its stderr if it fails."""
     start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(["nice", "-n", str(nice), *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env={**os.environ, **(env or {})})
     watcher = PeakWatcher(process.pid)
@@ -68,9 +72,11 @@ def run(command: list[str], nice: int = 10, env: dict | None = None, timeout: fl
         watcher.stop.set()
         watcher.join()
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])}... failed ({process.returncode}): {stderr.strip()[-800:]}")
-    return Run(seconds, watcher.peak / 2**20, stdout, stderr)
+    return Run(seconds, cpu_s, watcher.peak / 2**20, stdout, stderr)
 
 
 def medvision(args: list[str]) -> list[str]:
@@ -79,6 +85,12 @@ def medvision(args: list[str]) -> list[str]:
 
 
 def medvision_env() -> dict:
+    """This source tree first on the path, its modules byte-compiled as an installed package's are
+    (a run with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module of ours each time,
+    while MONAI's come compiled)."""
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "src" / "napari_medvision"), quiet=1)
     return {"PYTHONPATH": str(ROOT / "src")}
 
 

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 _KEY = "pred"
 #: Voxels per piece of the argmax (a (C, piece) block of scores is read at a time).
 _PIECE_VOXELS = 1 << 21
+#: Up to this many classes, :func:`direct` interpolates the scores at every voxel.
+_FEW_CLASSES = 4
 
 
 @dataclass
@@ -137,12 +139,15 @@ def direct(grid_labels: torch.Tensor, scores: torch.Tensor, to_grid: torch.Tenso
         position = to_grid[:-1, :-1] @ index + to_grid[:-1, -1:]
         del index
         position = torch.minimum(position.clamp_min(0), size[:, None] - 1)  # border padding
-        corners = _corner_labels(grid_labels, position)
         offset = start * per_slab
-        flat[offset:offset + position.shape[1]] = corners[0]
-        todo = torch.nonzero((corners != corners[:1]).any(dim=0)).flatten()
-        del corners
-        for piece in todo.split(1 << 16):
+        if scores.shape[0] <= _FEW_CLASSES:  # interpolating every voxel costs less than finding which need it
+            todo = torch.arange(position.shape[1])
+        else:
+            corners = _corner_labels(grid_labels, position)
+            flat[offset:offset + position.shape[1]] = corners[0]
+            todo = torch.nonzero((corners != corners[:1]).any(dim=0)).flatten()
+            del corners
+        for piece in todo.split(1 << 18):
             flat[offset + piece] = _interpolated_argmax(scores, position[:, piece]).to(flat.dtype)
     return labels
 
