@@ -133,7 +133,7 @@ class _Slow(torch.nn.Module):
         self.conv = torch.nn.Conv3d(1, 2, 1)
 
     def forward(self, x):
-        time.sleep(0.05)
+        time.sleep(0.1)
         return self.conv(x)
 
 

@@ -3,7 +3,8 @@
 The first run of a network on a window shape measures, on this machine, one batch of windows in
 torch (channels-last, our CPU default) and in each installed engine (OpenVINO, then ONNX Runtime),
 after checking that the engine gives torch's output; an engine is chosen only when it is at least
-:data:`MIN_GAIN` times faster. The verdict is kept in ``~/.cache/napari-medvision/backends.json``,
+:data:`MIN_GAIN` times faster (a batch torch runs in under :data:`MIN_TORCH_S` is left to torch:
+no export could pay for itself). The verdict is kept in ``~/.cache/napari-medvision/backends.json``,
 keyed by the network's content (bundle, weights' size and time), the batch shape and the machine
 (CPU, core count, library versions), so later runs, and later processes, decide without measuring.
 """
@@ -18,17 +19,21 @@ import os
 import platform
 import threading
 import time
+from pathlib import Path
 
 import torch
 
 from .._atomic import write_json_atomic
 from ..errors import ModelError
-from .accelerate import CACHE_DIR, accelerated, channels_last
+from .accelerate import accelerated, channels_last
 
 log = logging.getLogger(__name__)
-VERDICTS = CACHE_DIR.parent / "backends.json"
+#: Where verdicts are kept; None: ``backends.json`` under ``MEDVISION_CACHE`` (read at each use).
+VERDICTS: Path | None = None
 #: How much faster than torch an engine must be to be chosen (noise on a busy machine stays below).
 MIN_GAIN = 1.25
+#: A batch torch runs faster than this (seconds) is not worth an export: torch, without measuring more.
+MIN_TORCH_S = 0.05
 #: Largest difference from torch's output allowed, relative to the output's range.
 _TOLERANCE = 1e-3
 _ENGINES = (("openvino", "openvino"), ("onnxruntime", "onnxruntime"))
@@ -61,7 +66,7 @@ def choose(network, batch_shape: tuple[int, ...], key: str) -> str:
         verdicts = _read()
         verdicts[verdict_key] = verdict
         try:
-            write_json_atomic(VERDICTS, verdicts)
+            write_json_atomic(_verdicts_path(), verdicts)
         except OSError as exc:  # a read-only home: decide again next time
             log.info("backend verdict not kept: %s", exc)
     return verdict
@@ -74,6 +79,9 @@ def _measure(network, batch_shape, key, engines) -> str:
     batch = torch.rand(batch_shape, generator=generator)
     reference = channels_last(network)
     expected, torch_s = _timed(reference, batch)
+    if torch_s < MIN_TORCH_S:
+        log.info("backend check: torch takes %.3f s per batch %s; not worth an export", torch_s, batch_shape)
+        return "torch"
     scale = float(expected.abs().max()) or 1.0
     best, best_s = "torch", torch_s
     for name in engines:
@@ -124,9 +132,16 @@ def _cpu_model() -> str:
         return ""
 
 
+def _verdicts_path() -> Path:
+    if VERDICTS is not None:
+        return VERDICTS
+    root = os.environ.get("MEDVISION_CACHE") or str(Path.home() / ".cache" / "napari-medvision")
+    return Path(root) / "backends.json"
+
+
 def _read() -> dict:
     try:
-        data = json.loads(VERDICTS.read_text(encoding="utf-8"))
+        data = json.loads(_verdicts_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
