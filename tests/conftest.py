@@ -29,12 +29,6 @@ def _own_trust_store(tmp_path_factory, monkeypatch):
         monkeypatch.setenv("MEDVISION_CACHE", str(tmp_path_factory.getbasetemp() / "medvision-cache"))
 
 
-@pytest.fixture(autouse=True)
-def _own_backend_verdicts(tmp_path_factory, monkeypatch):
-    """``--backend auto``'s verdicts (and, in CLI subprocesses, ONNX exports) stay in this session's folder."""
-    monkeypatch.setenv("MEDVISION_CACHE", str(tmp_path_factory.getbasetemp() / "medvision-cache"))
-
-
 @pytest.fixture
 def shared_data() -> Path:
     """``../shared/data`` beside the repository; skips when a fresh clone has none."""
