@@ -76,7 +76,7 @@ def run(command: list[str], nice: int = 10, env: dict | None = None, timeout: fl
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if process.returncode in (-9, 137):
-        raise MemoryError(f"{' '.join(command[:4])}... was killed (out of memory?) at {watcher.peak / 2**20:.0f} MB")
+        raise MemoryError(f"{' '.join(command[:4])}... was killed (out of memory?)", watcher.peak / 2**20, seconds)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])}... failed ({process.returncode}): {stderr.strip()[-800:]}")
     return Run(seconds, cpu_s, watcher.peak / 2**20, stdout, stderr)
