@@ -32,7 +32,9 @@ def main() -> None:
 
     bundle, volume = load_bundle(sys.argv[1]), read_volume(sys.argv[2])
     overlap = float(sys.argv[3]) if len(sys.argv) > 3 else 0.25
-    crop = volume.with_array(volume.array[:48, :160, :160].copy())
+    from napari_medvision.core.volume import Volume
+
+    crop = Volume(volume.array[:48, :160, :160].copy(), volume.spacing, volume.origin, volume.direction)
     drain(segment(bundle, crop, device="cpu", overlap=overlap))
     del crop
     gc.collect()

@@ -174,8 +174,8 @@ def _segment_one(bundle, model, networks, image, inferer, passes, amp, label, wa
         scores = torch.log(mean_probs.clamp_min_(_EPS)) if scores is None else scores
         del mean_probs
     if fast is not None:
-        log.debug("label map: argmax on the model's grid, taken back by nearest neighbour (%s)",
-                  "identical to the bundle's" if fast.exact else "equal to the bundle's off label boundaries")
+        log.debug("label map: argmax on the model's grid, taken back by nearest neighbour%s",
+                  "" if fast.exact else ", voxels between labels recomputed from interpolated scores")
         labels = fast_labels.label_map(scores, data, model.preprocessing, fast, source_affine, source_shape)
         return _as_labels(labels, dims), probs_out
     data["pred"] = MetaTensor(scores, meta=data["image"].meta, applied_operations=data["image"].applied_operations)
