@@ -56,7 +56,7 @@ def cmd_infer_batch(args) -> int:
     options = dict(device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
                    tta=False if args.no_tta else (args.tta or None), min_component_mm3=args.min_component_mm3,
                    score_threshold=args.score_threshold, backend=args.backend, folds=args.folds,
-                   checkpoint=args.checkpoint)
+                   checkpoint=args.checkpoint, exact_postprocessing=args.exact_postprocessing or None)
     job = run_batch(bundle, studies, out_dir, ext=args.format, shard=shard,
                     options={k: v for k, v in options.items() if v is not None})
     report = _drive(job, quiet=args.json)

@@ -136,6 +136,7 @@ def cmd_infer(args) -> int:
                        device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
                        tta=False if args.no_tta else (args.tta or None), min_component_mm3=args.min_component_mm3,
                        score_threshold=args.score_threshold, backend=args.backend, folds=args.folds,
+                       exact_postprocessing=args.exact_postprocessing or None,
                        checkpoint=args.checkpoint)
     result = _drive(engine, quiet=args.json)
     _warn(result.notes)
@@ -391,8 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--checkpoint", choices=("checkpoint_final.pth", "checkpoint_best.pth"),
                        help="nnU-Net checkpoint (default: checkpoint_final.pth where present)")
     infer.add_argument("--min-component-mm3", type=non_negative_float, help="drop label pieces smaller than this")
-    infer.add_argument("--backend", default="torch", choices=("torch", "openvino", "onnxruntime"),
-                       help="CPU engine for the windows (segmentation): torch is the reference")
+    infer.add_argument("--backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
+                       help="CPU engine for the windows (segmentation): torch is the reference; auto (default) "
+                            "uses an installed exported engine where measured faster on this machine (checked once)")
+    infer.add_argument("--exact-postprocessing", action="store_true",
+                       help="resample every class's scores as the bundle's postprocessing says, instead of "
+                            "the label map alone (same labels off boundaries; much more memory for many classes)")
     infer.add_argument("--score-threshold", type=fraction, help="lowest box score kept (detection)")
     add_batch_options(infer)
     infer.set_defaults(run=cmd_infer)

@@ -27,6 +27,8 @@ from ..errors import ModelError
 
 log = logging.getLogger(__name__)
 BACKENDS = ("torch", "openvino", "onnxruntime")
+#: What ``--backend`` accepts: a backend, or ``auto`` (see :mod:`.backend_choice`).
+CHOICES = ("auto", *BACKENDS)
 CACHE_DIR = Path(os.environ.get("MEDVISION_CACHE", Path.home() / ".cache" / "napari-medvision")) / "onnx"
 _COMPILED: dict[tuple, "ExportedNetwork"] = {}
 _CONVERTED: "weakref.WeakKeyDictionary[torch.nn.Module, torch.memory_format | None]" = weakref.WeakKeyDictionary()
@@ -164,8 +166,13 @@ def _openvino(path: Path):
     except ImportError:
         raise ModelError("the openvino backend needs the 'openvino' package (pip install openvino)") from None
     core = ov.Core()
+    # OpenVINO's own model cache: a later process loads the compiled network instead of compiling it
+    # again (compiled from the file's path, which is what that cache is keyed by, with the file's content).
+    with contextlib.suppress(Exception):  # a read-only cache folder: compile every time then
+        (CACHE_DIR / "openvino").mkdir(parents=True, exist_ok=True)
+        core.set_property({"CACHE_DIR": str(CACHE_DIR / "openvino")})
     # f32 on purpose: bf16 on CPUs without native support is slower and changes label maps.
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda array: compiled(array)[0]
 
 

@@ -21,8 +21,12 @@ from ..volume import Volume
 from .convert import run_preprocessing, to_metatensor
 
 
-def prepare_input(model, bundle, volume: Volume, slice_index: int | None, notes: list[str]) -> dict:
+def prepare_input(model, bundle, volume: Volume, slice_index: int | None, notes: list[str],
+                  source: dict | None = None) -> dict:
     """The bundle's preprocessing of ``volume`` (or of its slice ``slice_index``), channels checked.
+
+    ``source``, when given, receives the image's own grid as handed to the preprocessing:
+    ``"affine"`` (index to world, 4x4 tensor) and ``"shape"`` (spatial shape, channel-less).
 
     Returns:
         The preprocessed data dict; ``data["image"]`` is ``(bundle.in_channels, *spatial)``.
@@ -33,7 +37,7 @@ def prepare_input(model, bundle, volume: Volume, slice_index: int | None, notes:
     wanted = bundle.in_channels
     failure = None
     try:
-        data = run_preprocessing(model, {"image": to_metatensor(volume, slice_index)}, bundle.name)
+        data = run_preprocessing(model, {"image": _noted(to_metatensor(volume, slice_index), source)}, bundle.name)
         if data["image"].shape[0] == wanted:
             return data
         got = data["image"].shape[0]
@@ -44,10 +48,18 @@ def prepare_input(model, bundle, volume: Volume, slice_index: int | None, notes:
         if failure is not None:
             raise failure
         raise ModelError(f"'{bundle.name}' expects {wanted} input channel(s); the image gives {got}")
-    data = run_preprocessing(model, {"image": to_metatensor(adapted, slice_index)}, bundle.name)
+    data = run_preprocessing(model, {"image": _noted(to_metatensor(adapted, slice_index), source)}, bundle.name)
     if data["image"].shape[0] != wanted:
         raise ModelError(f"'{bundle.name}' expects {wanted} input channel(s); the image gives {data['image'].shape[0]}")
     return data
+
+
+def _noted(image, source: dict | None):
+    """``image``, its grid written into ``source`` (when given)."""
+    if source is not None:
+        source["affine"] = image.affine
+        source["shape"] = tuple(int(n) for n in image.meta.get("spatial_shape", image.shape))
+    return image
 
 
 def _adapted(bundle, volume: Volume, slice_index: int, wanted: int, notes: list[str]) -> Volume | None:

@@ -10,7 +10,7 @@ from .segmentation import segment
 _ENGINES = {"segmentation": segment, "classification": classify, "detection": detect}
 _OPTIONS = {
     "segmentation": {"device", "overlap", "sw_batch_size", "tta", "keep_probabilities", "uncertainty",
-                     "min_component_mm3", "amp", "backend"},
+                     "min_component_mm3", "amp", "backend", "exact_postprocessing"},
     "classification": {"device", "explain", "amp"},
     "detection": {"device", "score_threshold", "nms_iou", "amp"},
     "nnunet": {"device", "folds", "tta", "checkpoint", "keep_probabilities", "min_component_mm3"},

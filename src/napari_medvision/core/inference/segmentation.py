@@ -19,6 +19,7 @@ from ..models import Bundle, choose_device
 from ..models.cache import loaded_model
 from ..volume import Volume
 from .cleanup import channel_argmax, remove_small_components
+from . import fast_labels
 from .channels import prepare_input
 from .convert import to_zyx
 from .progress import Progress
@@ -56,7 +57,7 @@ class SegmentationResult:
 def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: float | None = None,
             sw_batch_size: int | None = None, tta: bool = False, keep_probabilities: bool = False,
             uncertainty: bool = False, min_component_mm3: float = 0.0, amp: bool = True,
-            backend: str = "torch") -> Generator[Progress, None, SegmentationResult]:
+            backend: str = "torch", exact_postprocessing: bool = False) -> Generator[Progress, None, SegmentationResult]:
     """Segment ``volume`` with ``bundle``; a generator yielding progress, returning the result.
 
     Args:
@@ -65,8 +66,12 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
         keep_probabilities: return the per-class probabilities on the source grid.
         uncertainty: return an entropy map (uses the flip passes, so implies TTA).
         min_component_mm3: drop connected pieces of a label smaller than this.
-        backend: ``"torch"`` (the reference), or ``"openvino"`` / ``"onnxruntime"``
-            for a faster CPU path through an ONNX export of the network.
+        backend: ``"torch"`` (the reference), ``"openvino"`` / ``"onnxruntime"`` for a faster CPU path
+            through an ONNX export of the network, or ``"auto"``: an exported one where installed and
+            measured faster on this machine (:mod:`.backend_choice`), torch otherwise.
+        exact_postprocessing: run the bundle's postprocessing as written, resampling every class's
+            scores; by default a postprocessing of activation, ``Invertd`` and argmax takes the argmax
+            on the model's grid and resamples the label map alone (:mod:`.fast_labels`).
 
     Raises:
         ModelError: the model does not fit the image (channels, dimensions).
@@ -91,13 +96,14 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
         for k in range(volume.shape[0]):
             item = yield from _segment_one(bundle, model, networks, (volume, k), inferer, passes, amp,
                                            f"slice {k + 1}/{volume.shape[0]}", keep_probabilities or uncertainty,
-                                           notes if k == 0 else [])
+                                           notes if k == 0 else [], exact_postprocessing)
             slices.append(item)
         labels = np.stack([s[0] for s in slices])
         probs = np.stack([s[1] for s in slices], axis=1) if slices[0][1] is not None else None
     else:
         labels, probs = yield from _segment_one(bundle, model, networks, (volume, None), inferer, passes, amp,
-                                                "sliding window", keep_probabilities or uncertainty, notes)
+                                                "sliding window", keep_probabilities or uncertainty, notes,
+                                                exact_postprocessing)
 
     if labels.shape != volume.shape:
         raise ModelError(f"the model's postprocessing returned shape {labels.shape}, "
@@ -115,75 +121,130 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
             foreground = labels > 0
             result.case_uncertainty = float(entropy[foreground].mean() if foreground.any() else entropy.mean())
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
-    counts = np.bincount(labels.ravel().astype(np.int64), minlength=max(bundle.labels, default=0) + 1)
+    counts = _counts(labels, max(bundle.labels, default=0) + 1)
     result.volumes_ml = {name: round(float(counts[value]) * voxel_ml, 3) for value, name in bundle.labels.items()
                          if value < len(counts)}
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _segment_one(bundle, model, networks, source, inferer, passes, amp, label, want_probs, notes):
-    """Labels (and probabilities) of ``source`` = ``(volume, slice index or None)``, back in its own grid.
+def _segment_one(bundle, model, networks, where, inferer, passes, amp, label, want_probs, notes, exact=False):
+    """Labels (and probabilities) of ``where`` = ``(volume, slice index or None)``, back in its own grid.
 
     ``networks``: the network for the model's device, and a callable giving one on the CPU (or None).
+    ``exact``: run the bundle's postprocessing as written even where :mod:`.fast_labels` applies.
     """
-    data = prepare_input(model, bundle, *source, notes)
+    grid = {}
+    data = prepare_input(model, bundle, *where, notes, source=grid)  # the float32 image copy is freed inside
+    source_affine, source_shape = grid.get("affine"), grid.get("shape")
     prepared = data["image"]
     dims = prepared.ndim - 1
-    total_logits = None
-    mean_probs = None
+    # 2D images (pictures, radiographs) are small: the bundle's own postprocessing, exactly as written
+    fast = None if exact or dims == 2 else fast_labels.plan(model.postprocessing, model.preprocessing)
+    scores = mean_probs = None
     for number, flip in enumerate(passes):
         batch = prepared.as_tensor()[None] if isinstance(prepared, MetaTensor) else prepared[None]
         batch = torch.flip(batch, flip) if flip else batch
         step = f"{label}, pass {number + 1}/{len(passes)}" if len(passes) > 1 else label
         logits = yield from infer(inferer, batch, networks[0], model.device, amp=amp, label=step,
                                   cpu_network=networks[1])
+        del batch
         logits = (torch.flip(logits, flip) if flip else logits).cpu().float()
-        total_logits = logits
         if len(passes) > 1 or want_probs:   # one plain pass needs no extra softmax over the whole grid
             probs = _activate(logits)
-            mean_probs = probs if mean_probs is None else mean_probs + probs
-    if mean_probs is not None:
-        mean_probs = mean_probs / len(passes)
-    # One pass: the raw logits go through the bundle's own postprocessing, exactly as it expects.
-    # Several passes: log of the mean probabilities, whose softmax is that mean.
-    pred = total_logits[0] if len(passes) == 1 else torch.log(mean_probs[0].clamp_min(_EPS))
-    data["pred"] = MetaTensor(pred, meta=prepared.meta, applied_operations=prepared.applied_operations)
-    labels = _postprocess(model, data, dims)
+            mean_probs = probs if mean_probs is None else mean_probs.add_(probs)
+            del probs
+        # One pass: the raw logits go through the bundle's own postprocessing, exactly as it expects.
+        scores = logits[0] if len(passes) == 1 else None
+        del logits
+    if fast is not None:  # only the metadata of the image is read from here on
+        data["image"] = _metadata_only(prepared)
+        del prepared
     probs_out = None
-    if want_probs:
-        inverted = Invertd(keys="prob", transform=model.preprocessing, orig_keys="image", nearest_interp=False)(
-            {"image": prepared, "prob": MetaTensor(mean_probs[0], meta=prepared.meta,
-                                                   applied_operations=prepared.applied_operations)})
-        probs_out = to_zyx(inverted["prob"], dims)
-    return labels, probs_out
+    if mean_probs is not None:
+        mean_probs = mean_probs.div_(len(passes))[0]
+        if want_probs:
+            inverted = Invertd(keys="prob", transform=model.preprocessing, orig_keys="image", nearest_interp=False)(
+                {"image": data["image"], "prob": MetaTensor(mean_probs, meta=data["image"].meta,
+                                                            applied_operations=data["image"].applied_operations)})
+            probs_out = to_zyx(inverted.pop("prob"), dims)
+        # Several passes: log of the mean probabilities, whose softmax is that mean.
+        scores = torch.log(mean_probs.clamp_min_(_EPS)) if scores is None else scores
+        del mean_probs
+    if fast is not None:
+        log.debug("label map: argmax on the model's grid, taken back by nearest neighbour%s",
+                  "" if fast.exact else ", voxels between labels recomputed from interpolated scores")
+        labels = fast_labels.label_map(scores, data, model.preprocessing, fast, source_affine, source_shape)
+        return _as_labels(labels, dims), probs_out
+    data["pred"] = MetaTensor(scores, meta=data["image"].meta, applied_operations=data["image"].applied_operations)
+    del scores
+    return _postprocess(model, data, dims), probs_out
+
+
+def _metadata_only(image):
+    """An empty MetaTensor with ``image``'s metadata and applied operations (what ``Invertd`` reads)."""
+    if not isinstance(image, MetaTensor):
+        return image
+    return MetaTensor(torch.empty(0), meta=image.meta, applied_operations=image.applied_operations)
+
+
+def _as_labels(tensor, dims) -> np.ndarray:
+    """A ``(1, *spatial)`` label tensor as a ``(z, y, x)`` array of the smallest integer type that holds it."""
+    tensor = torch.as_tensor(tensor)
+    if tensor.is_floating_point():
+        tensor = torch.round(tensor)
+    low, high = (float(tensor.min()), float(tensor.max())) if tensor.numel() else (0.0, 0.0)
+    dtype = (torch.uint8 if low >= 0 and high < 256 else torch.int16 if -32768 <= low and high < 32768
+             else torch.int32)
+    return to_zyx(tensor.to(dtype), dims)[0]
 
 
 def _network_for(bundle, model, inferer, backend: str, notes: list[str]):
-    """The torch network (channels-last on the CPU), or its exported twin for the CPU when asked and possible."""
-    if backend in (None, "torch"):
-        if model.device.type == "cpu":
-            from .accelerate import channels_last
+    """The torch network (channels-last on the CPU), or its exported twin for the CPU when asked and possible.
 
-            return channels_last(model.network)
-        return model.network
+    ``backend`` ``"auto"``: the exported twin where :mod:`.backend_choice` measured it faster on this
+    machine (once per network, window shape and machine), torch otherwise; never a note for the choice.
+    """
+    auto = backend == "auto"
+    if backend in (None, "torch") or (auto and model.device.type != "cpu"):
+        return _torch_network(model)
     if model.device.type != "cpu":
         notes.append(f"{backend} backend is for the CPU; running torch on {model.device.type}")
         return model.network
     if not isinstance(inferer, SlidingWindowInferer) or any(r is None or r <= 0 for r in inferer.roi_size):
-        notes.append(f"{backend} backend needs fixed-size sliding windows; running torch")
-        return model.network
+        if not auto:
+            notes.append(f"{backend} backend needs fixed-size sliding windows; running torch")
+        return _torch_network(model)
     from .accelerate import accelerated, export_key
 
     weights = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in (bundle.path / "models").glob("model.*"))
+    key = export_key(str(bundle.path), weights)
     shape = (1, bundle.in_channels, *inferer.roi_size)
+    if auto:
+        from .backend_choice import choose
+
+        if not isinstance(model.network, torch.nn.Module):
+            return model.network
+        backend = choose(model.network, (max(inferer.sw_batch_size, 1), *shape[1:]), key)
+        log.info("--backend auto: windows run by %s", backend)
+        if backend == "torch":
+            return _torch_network(model)
     try:
-        network = accelerated(model.network, shape, backend, export_key(str(bundle.path), weights))
+        network = accelerated(model.network, shape, backend, key)
     except ModelError as exc:
         notes.append(f"{exc}; running torch")
-        return model.network
-    notes.append(f"windows run by {backend}")
+        return _torch_network(model)
+    if not auto:
+        notes.append(f"windows run by {backend}")
     return network
+
+
+def _torch_network(model):
+    if model.device.type == "cpu":
+        from .accelerate import channels_last
+
+        return channels_last(model.network)
+    return model.network
 
 
 def _on_cpu(bundle, model, inferer, backend, notes):
@@ -201,8 +262,7 @@ def _postprocess(model, data, dims) -> np.ndarray:
         out = Invertd(keys="pred", transform=model.preprocessing, orig_keys="image", nearest_interp=False)(data)["pred"]
     if out.shape[0] > 1:
         out = channel_argmax(torch.as_tensor(out), dim=0)
-    array = to_zyx(torch.as_tensor(out), dims)[0]
-    return np.rint(array).astype(np.int32)
+    return _as_labels(out, dims)
 
 
 def _run_postprocessing(post, data: dict) -> dict:
@@ -260,4 +320,17 @@ def _flips(spatial_dims: int) -> list[tuple[int, ...]]:
 
 
 def _compact(labels: np.ndarray) -> np.ndarray:
-    return labels.astype(np.uint8) if labels.max(initial=0) < 256 and labels.min(initial=0) >= 0 else labels
+    if labels.max(initial=0) < 256 and labels.min(initial=0) >= 0:
+        return labels.astype(np.uint8, copy=False)
+    return labels
+
+
+def _counts(labels: np.ndarray, minlength: int) -> np.ndarray:
+    """Voxels of each label value (``np.bincount``), a slice at a time: no int64 copy of the whole map."""
+    counts = np.zeros(minlength, np.int64)
+    for piece in labels.reshape(labels.shape[0], -1):
+        found = np.bincount(piece, minlength=len(counts))
+        if len(found) > len(counts):
+            counts = np.pad(counts, (0, len(found) - len(counts)))
+        counts += found
+    return counts
