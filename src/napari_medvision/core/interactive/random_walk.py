@@ -109,6 +109,8 @@ def _prior(work, models, negative_models) -> np.ndarray:
     near = np.min([np.abs(work - c) / s for c, s in models], axis=0)
     prior = 1.0 / (1.0 + np.exp(2.0 * (near - ALIKE_SPREADS)))
     for centre, spread in negative_models:
+        if min(abs(centre - c) / s for c, s in models) < ALIKE_SPREADS:
+            continue  # the negative click looks like the structure: only its seed and the edges tell them apart
         unlike = np.abs(work - centre) / spread
         prior = np.where(unlike < near, np.minimum(prior, 1.0 / (1.0 + np.exp(2.0 * (ALIKE_SPREADS - unlike)))),
                          prior)
