@@ -32,6 +32,8 @@ WORK_VOXELS = 40 ** 3
 ALIKE_SPREADS = 2.5
 #: Intensities are clipped to this many spreads: beyond it, every tissue is just "not alike".
 CLIP_SPREADS = 6.0
+#: How far (mm) a later click pushes the prior towards its own side (at least 1.5 voxels).
+CLICK_REACH_MM = 6.0
 
 
 class RandomWalkEngine(InteractiveEngine):
@@ -48,14 +50,13 @@ class RandomWalkEngine(InteractiveEngine):
     def segment(self, image: np.ndarray, spacing_xyz, prompts: Prompts) -> np.ndarray:
         spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
         positive = prompts.positive if len(prompts.positive) else _box_centre(prompts)
-        models = [click_statistics(image, p[None], spacing_zyx) for p in positive]
-        negative_models = [click_statistics(image, p[None], spacing_zyx) for p in prompts.negative]
+        models = _click_models(image, positive, spacing_zyx)
         crop = choose_crop(image, spacing_zyx, Prompts(positive, prompts.negative, prompts.box), *models[0])
         for attempt in range(1 + self.regrow):
             offset = np.array([s.start for s in crop])
             mask = self._segment_crop(image[crop], spacing_zyx, positive - offset, prompts.negative - offset,
                                       None if prompts.box is None else prompts.box - offset,
-                                      models, negative_models)
+                                      models)
             grown = grow_crop(crop, mask, image.shape, spacing_zyx) if prompts.box is None else None
             if grown is None or attempt == self.regrow:
                 break
@@ -64,11 +65,10 @@ class RandomWalkEngine(InteractiveEngine):
         full[crop] = mask
         return full
 
-    def _segment_crop(self, block, spacing_zyx, positive, negative, box, models, negative_models) -> np.ndarray:
+    def _segment_crop(self, block, spacing_zyx, positive, negative, box, models) -> np.ndarray:
         """0/1 mask on the crop ``block`` (clicks in crop indices; negatives outside it are ignored)."""
         inside = np.all((negative >= 0) & (negative < block.shape), axis=1)
         negative = negative[inside]
-        negative_models = [m for m, keep in zip(negative_models, inside) if keep]
         factor = _working_factor(block.shape, spacing_zyx)
         work_shape = tuple(max(1, int(round(n / f))) for n, f in zip(block.shape, factor))
         sigma = np.maximum(factor / 2, 0.6) * (np.asarray(block.shape) > 1)
@@ -80,10 +80,16 @@ class RandomWalkEngine(InteractiveEngine):
         data = np.clip((work - models[0][0]) / spread, -CLIP_SPREADS, CLIP_SPREADS)
         seeds = self._seeds(work_shape, spacing_zyx / scale.clip(1e-6), to_work(positive), to_work(negative),
                             None if box is None else to_work(box))
-        prior = _prior(work, models, negative_models)
+        prior = _prior(work, models)
+        work_spacing = spacing_zyx / scale.clip(1e-6)
+        reach = max(CLICK_REACH_MM, 1.5 * float(spacing_zyx[1:].max()))
+        if len(positive) > 1:
+            prior = np.maximum(prior, _near(work_shape, work_spacing, to_work(positive[1:]), reach))
         if len(negative):
-            prior = prior * _nearer_positive(work_shape, spacing_zyx / scale.clip(1e-6), to_work(positive),
-                                             to_work(negative))
+            prior = prior * (1.0 - _near(work_shape, work_spacing, to_work(negative), reach))
+            alike = [p for p in negative if _alike(block[tuple(p)], models)]
+            if alike:
+                prior = prior * _nearer_positive(work_shape, work_spacing, to_work(positive), to_work(alike))
         probability = walk_with_prior(data, seeds, prior, beta=self.beta, gamma=self.gamma)
         mask = resize(probability, block.shape, order=1, preserve_range=True) > 0.5
         for points, value in ((negative, False), (positive, True)):
@@ -101,29 +107,58 @@ class RandomWalkEngine(InteractiveEngine):
             outside[tuple(slice(a, b + 1) for a, b in zip(box[0], box[1]))] = False
             seeds[outside] = 2
         for point in negative:
-            seeds[_ball(shape, point, spacing, self.seed_radius_mm)] = 2
+            seeds[tuple(point)] = 2
         for point in positive:
             seeds[tuple(point)] = 1
         return seeds
 
 
-def _prior(work, models, negative_models) -> np.ndarray:
-    """Likelihood in [0, 1] that each working voxel is structure, from the click models."""
+def _click_models(image, positive, spacing_zyx) -> list[tuple[float, float]]:
+    """``(centre, spread)`` per tissue of the structure: the first click's, plus one for each later
+    positive click whose voxel does not look like any model so far (spread at most the first's).
+
+    A later click near the border lands on partial-volume voxels: a model of its own, with the wide
+    spread of a mixed neighbourhood, would let the structure leak into its neighbours.
+    """
+    models = [click_statistics(image, positive[0][None], spacing_zyx)]
+    for point in positive[1:]:
+        value = float(image[tuple(point)])
+        if min(abs(value - c) / s for c, s in models) > ALIKE_SPREADS:
+            centre, spread = click_statistics(image, point[None], spacing_zyx)
+            models.append((centre, min(spread, models[0][1])))
+    return models
+
+
+def _prior(work, models) -> np.ndarray:
+    """Likelihood in [0, 1] that each working voxel is structure, from the click models.
+
+    Negative clicks get no intensity model: the simulated user (and a real one) puts many of them
+    on partial-volume voxels at the border, whose model would cut the structure's own edge away.
+    """
     near = np.min([np.abs(work - c) / s for c, s in models], axis=0)
-    prior = 1.0 / (1.0 + np.exp(2.0 * (near - ALIKE_SPREADS)))
-    for centre, spread in negative_models:
-        if min(abs(centre - c) / s for c, s in models) < ALIKE_SPREADS:
-            continue  # the negative click looks like the structure: only its seed and the edges tell them apart
-        unlike = np.abs(work - centre) / spread
-        prior = np.where(unlike < near, np.minimum(prior, 1.0 / (1.0 + np.exp(2.0 * (ALIKE_SPREADS - unlike)))),
-                         prior)
-    return prior
+    return 1.0 / (1.0 + np.exp(2.0 * (near - ALIKE_SPREADS)))
+
+
+def _near(shape, spacing, points, reach_mm: float) -> np.ndarray:
+    """``exp(-(d / reach)^2)``, ``d`` the distance (mm) of each voxel to the nearest of ``points``.
+
+    Later clicks mostly fix thin errors at the border, where the intensity prior is unsure: each
+    click makes its own neighbourhood structure (+) or background (-), within a short reach.
+    """
+    grid = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij"), -1)
+    nearest = np.min([np.sum((grid - p * spacing) ** 2, axis=-1) for p in points], axis=0)
+    return np.exp(-nearest / reach_mm ** 2)
+
+
+def _alike(value, models) -> bool:
+    return min(abs(float(value) - c) / s for c, s in models) <= ALIKE_SPREADS
 
 
 def _nearer_positive(shape, spacing, positive, negative) -> np.ndarray:
-    """How much nearer each voxel is to a positive than to a negative click: ``dn^2 / (dp^2 + dn^2)``.
+    """``dn^2 / (dp^2 + dn^2)``: how much nearer each voxel is to a positive than to a negative click.
 
-    Without it, a negative click in a look-alike neighbour would lose against the intensity prior.
+    Used for negative clicks that look like the structure (a look-alike neighbour it leaked into):
+    there the intensity prior cannot tell the two apart, so the clicks' positions do.
     """
     grid = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij"), -1)
     nearest = [np.min([np.sum((grid - p * spacing) ** 2, axis=-1) for p in points], axis=0)
