@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from napari_medvision.core.interactive import PromptError, Prompts, prompts_from_itk, segment_prompts
 from napari_medvision.core.interactive.random_walk import RandomWalkEngine
-from napari_medvision.core.interactive.simulate import clicks_to_reach, innermost_voxel, next_click
+from napari_medvision.core.interactive.simulate import clicks_to_reach, next_click
 from napari_medvision.core.metrics import dice
 
 

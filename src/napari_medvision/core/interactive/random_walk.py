@@ -7,9 +7,9 @@ How one call works (every step on the crop only):
 2. Crop: around the clicks, as far as the tissue stays alike (:mod:`.crop`); when the result touches
    a side of the crop, that side grows and the call runs again (at most ``regrow`` times).
 3. Working grid: the crop smoothed and resampled to at most :data:`WORK_VOXELS` voxels.
-4. Seeds: balls at the positive clicks (structure); balls at the negative clicks and the crop's border
-   (background). Prior: how alike each voxel is to the nearest click model (a logistic of the distance
-   in spreads, one half at :data:`ALIKE_SPREADS`); negative clicks' own models pull towards background.
+4. Seeds: the positive clicks (structure); the negative clicks and the crop's border (background).
+   Prior: how alike each voxel is to the nearest click model (a logistic of the distance in spreads,
+   one half at :data:`ALIKE_SPREADS`); later clicks pull their neighbourhood to their side.
 5. :func:`.walker.walk_with_prior`: the boundary falls where the image changes most between the seeds.
 6. The probability, back on the crop's grid, over 0.5; holes filled, only the pieces that hold a
    positive click kept.
@@ -21,8 +21,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
-from .crop import choose_crop, click_statistics, grow_crop, noise_level
-from .engine import InteractiveEngine
+from .base import InteractiveEngine
+from .crop import choose_crop, click_statistics, grow_crop
 from .prompts import Prompts
 from .walker import walk_with_prior
 
@@ -42,9 +42,8 @@ class RandomWalkEngine(InteractiveEngine):
     name = "random-walker"
     description = "model-free: random walker between the clicks with an intensity prior (any modality)"
 
-    def __init__(self, beta: float = 0.5, gamma: float = 0.1, seed_radius_mm: float = 3.0, regrow: int = 2):
+    def __init__(self, beta: float = 0.5, gamma: float = 0.1, regrow: int = 2):
         self.beta, self.gamma = beta, gamma
-        self.seed_radius_mm = seed_radius_mm
         self.regrow = regrow
 
     def segment(self, image: np.ndarray, spacing_xyz, prompts: Prompts) -> np.ndarray:
@@ -171,13 +170,6 @@ def _working_factor(shape, spacing_zyx) -> np.ndarray:
     extent = np.asarray(shape) * spacing_zyx
     target = max(float(np.prod(extent) / WORK_VOXELS) ** (1 / 3), float(spacing_zyx.min()))
     return np.maximum(np.floor(target / spacing_zyx + 1e-6), 1.0)
-
-
-def _ball(shape, centre, spacing, radius_mm) -> np.ndarray:
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    ball = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing)) <= radius_mm ** 2
-    ball[tuple(centre)] = True
-    return ball
 
 
 def _clean(mask: np.ndarray, positive: np.ndarray) -> np.ndarray:
