@@ -25,7 +25,9 @@ from ._cli_checks import (
 from ._cli_checks import positive_int as _positive_int
 from ._cli_ddp import add_ddp_options, cmd_finetune_group, wants_group
 from ._cli_batch import add_batch_options, cmd_infer_batch, wants_batch
+from ._cli_interact import add_interact_command
 from ._cli_models import add_model_commands
+from ._cli_rank import add_rank_command
 from ._cli_server import add_server_options, cmd_finetune_server, cmd_infer_server, cmd_models_server
 from ._cli_util import _warn
 from .core.errors import MedvisionError
@@ -457,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_server_options(models, infer, finetune)
     add_model_commands(commands)
+    add_interact_command(commands)
+    add_rank_command(commands)
 
     demo = commands.add_parser("demo", help="open napari with a sample study and the plugin's docks")
     demo.set_defaults(run=cmd_demo)

@@ -1,0 +1,116 @@
+"""Interactive segmentation: NoC@85 / NoC@90, Dice after 3 clicks and seconds per click, per engine.
+
+The simulated user of the literature (``core/interactive/simulate.py``): the first click at the
+structure's innermost voxel, each next one at the innermost voxel of the largest error region
+(missed -> positive, extra -> negative), at most 20 clicks. Structures:
+
+* real: the tumour labels of the PyRadiomics scans in ``../shared/data/pyradiomics`` (MR brain,
+  MR breast) and the largest labelled structure of its prostate phantom scan (skipped when absent);
+* phantom: liver, spleen, each kidney and each lesion of CT and MR-like phantoms.
+
+Run (``--quick`` for a smaller phantom set):
+
+    PYTHONPATH=src .venv/bin/python benchmarks/interactive.py [--engine NAME] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "data" / "pyradiomics"
+GOALS = {"noc85_real": 4.0, "dice3": 0.80, "seconds": 1.0}
+
+
+def real_structures():
+    """``(group, name, image, spacing_xyz, truth)`` for the real scans' labelled structures."""
+    from napari_medvision.core.io import read_volume
+
+    pairs = [("brain1", "MR brain tumour"), ("brain2", "MR brain tumour"), ("breast1", "MR breast tumour")]
+    for stem, what in pairs if REAL.is_dir() else ():
+        image, label = read_volume(REAL / f"{stem}_image.nrrd"), read_volume(REAL / f"{stem}_label.nrrd")
+        yield "real", f"{stem} ({what})", image.array, image.spacing, _largest(label.array > 0)
+    if (REAL / "prostate_phantom_subvolume.nrrd").exists():
+        image = read_volume(REAL / "prostate_phantom_subvolume.nrrd")
+        label = read_volume(REAL / "prostate_phantom_subvolume-label.nrrd")
+        yield "real", "prostate scan, label 9", image.array, image.spacing, _largest(label.array == 9)
+
+
+def phantom_structures(seeds=(0, 1, 2)):
+    """Organs and lesions of CT and MR-like phantoms."""
+    from napari_medvision.core.phantom import LABELS, generate_phantom
+
+    for modality in ("CT", "MR"):
+        for seed in seeds:
+            case = generate_phantom(seed, modality=modality, lesion_probability=1.0)
+            image, label = case.image.array, case.label.array
+            for organ in ("liver", "spleen", "kidney", "lesion"):
+                pieces, count = ndimage.label(label == LABELS[organ])
+                for piece in range(1, count + 1):
+                    mask = pieces == piece
+                    if mask.sum() >= 20:
+                        yield f"phantom {modality}", f"{modality}{seed} {organ}", image, case.image.spacing, mask
+
+
+def _largest(mask):
+    pieces, count = ndimage.label(mask)
+    return pieces == (1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))) if count else mask
+
+
+def evaluate(engine, structures, max_clicks=20):
+    from napari_medvision.core.interactive.simulate import clicks_to_reach, simulate_session
+
+    rows = []
+    for group, name, image, spacing, truth in structures:
+        dices, seconds = simulate_session(engine, image, spacing, truth, max_clicks=max_clicks, stop_dice=0.9)
+        # A session stopped at 0.90 keeps that Dice for the remaining clicks (the user is done).
+        dice3 = dices[min(2, len(dices) - 1)] if len(dices) >= 3 or dices[-1] >= 0.9 else dices[-1]
+        rows.append({"group": group, "name": name, "voxels": int(truth.sum()),
+                     "noc85": clicks_to_reach(dices, 0.85, max_clicks), "noc90": clicks_to_reach(dices, 0.90, max_clicks),
+                     "dice1": dices[0], "dice3": dice3, "seconds": float(np.mean(seconds))})
+        print(f"  {name:<28} {rows[-1]['voxels']:>7} vox  NoC85 {rows[-1]['noc85']:>2}  NoC90 {rows[-1]['noc90']:>2}  "
+              f"Dice@1 {rows[-1]['dice1']:.3f}  Dice@3 {dice3:.3f}  {rows[-1]['seconds']:.2f} s/click",
+              file=sys.stderr, flush=True)
+    return rows
+
+
+def summary_table(engine_name, rows) -> str:
+    lines = [f"engine: {engine_name}", f"{'group':<12} {'n':>3} {'NoC@85':>7} {'NoC@90':>7} {'Dice@1':>7} "
+             f"{'Dice@3':>7} {'s/click':>8}"]
+    for group in dict.fromkeys(r["group"] for r in rows):
+        part = [r for r in rows if r["group"] == group]
+        mean = {k: float(np.mean([r[k] for r in part])) for k in ("noc85", "noc90", "dice1", "dice3", "seconds")}
+        lines.append(f"{group:<12} {len(part):>3} {mean['noc85']:>7.2f} {mean['noc90']:>7.2f} {mean['dice1']:>7.3f} "
+                     f"{mean['dice3']:>7.3f} {mean['seconds']:>8.2f}")
+    real = [r for r in rows if r["group"] == "real"] or rows
+    checks = [("NoC@85 <= 4 on real structures", np.mean([r["noc85"] for r in real]) <= GOALS["noc85_real"]),
+              ("Dice after 3 clicks >= 0.80 (all)", np.mean([r["dice3"] for r in rows]) >= GOALS["dice3"]),
+              ("<= 1 s per click (all)", np.mean([r["seconds"] for r in rows]) <= GOALS["seconds"])]
+    lines += [f"goal {what:<36} {'met' if ok else 'NOT met'}" for what, ok in checks]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from napari_medvision.core.interactive import available_engines
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", action="append", help="engine name (default: every engine)")
+    parser.add_argument("--quick", action="store_true", help="one phantom per modality")
+    parser.add_argument("--real-only", action="store_true")
+    args = parser.parse_args()
+    engines = available_engines()
+    for name in args.engine or list(engines):
+        structures = list(real_structures())
+        if not args.real_only:
+            structures += list(phantom_structures((0,) if args.quick else (0, 1, 2)))
+        rows = evaluate(engines[name], structures)
+        print(summary_table(name, rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""``medvision interact``: clicks (and a box) on a study -> a 0/1 label image of one structure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from ._cli_util import _warn
+
+
+def click(text: str) -> tuple[int, int, int, bool]:
+    """``X,Y,Z,SIGN`` (SimpleITK voxel index, ``+`` or ``-``) for argparse."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 4 or parts[3] not in ("+", "-"):
+        raise argparse.ArgumentTypeError(f"expected X,Y,Z,SIGN with SIGN + or -, like 120,88,14,+ (not '{text}')")
+    return (*_whole_numbers(parts[:3], text), parts[3] == "+")
+
+
+def box(text: str) -> tuple[int, ...]:
+    """``X0,Y0,Z0,X1,Y1,Z1`` (two opposite corners, SimpleITK voxel indices) for argparse."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 6:
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,Z0,X1,Y1,Z1 (six voxel indices), not '{text}'")
+    return _whole_numbers(parts, text)
+
+
+def _whole_numbers(parts, text) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"voxel indices are whole numbers: '{text}'") from None
+
+
+def cmd_interact(args) -> int:
+    from ._cli_checks import check_input
+    from .core.interactive import choose_engine, prompts_from_itk, segment_prompts
+    from .core.io import check_destination, read_volume, write_volume
+
+    check_input(args.input)
+    check_destination(args.output)
+    volume = read_volume(args.input)
+    _warn(volume.warnings)
+    dimension = 2 if volume.metadata.get("dimension") == 2 else 3
+    prompts = prompts_from_itk(args.point, args.box, dimension=dimension).check(volume.shape)
+    engine = choose_engine(volume.array, volume.spacing, args.model)
+    start = time.perf_counter()
+    mask = segment_prompts(volume.array, volume.spacing, prompts, engine.name)
+    seconds = time.perf_counter() - start
+    write_volume(volume.with_array(mask), args.output, labels=True)
+    voxels = int(mask.sum())
+    record = {"output": str(args.output), "engine": engine.name, "voxels": voxels,
+              "volume_ml": voxels * float(volume.spacing[0] * volume.spacing[1] * volume.spacing[2]) / 1000,
+              "seconds": round(seconds, 3)}
+    print(json.dumps(record) if args.json else
+          f"{engine.name}: {voxels} voxels ({record['volume_ml']:.2f} mL) in {seconds:.2f} s; wrote {args.output}")
+    if not voxels:
+        print("warning: the mask is empty; click nearer the structure's middle", file=sys.stderr)
+    return 0
+
+
+def add_interact_command(commands) -> None:
+    """Register ``medvision interact`` on the main parser's sub-commands."""
+    interact = commands.add_parser("interact", help="clicks (and a box) on a study -> 0/1 mask of one structure")
+    interact.add_argument("--input", required=True, help="image file or DICOM series folder")
+    interact.add_argument("--point", required=True, action="append", type=click, metavar="X,Y,Z,SIGN",
+                          help="voxel index as SimpleITK indexes the input; SIGN + (inside) or - (not part of it); "
+                               "repeat for more clicks")
+    interact.add_argument("--box", type=box, metavar="X0,Y0,Z0,X1,Y1,Z1", help="two opposite corners of a box")
+    interact.add_argument("--model", help="interactive engine (default: the best one for the image)")
+    interact.add_argument("--output", required=True, help="0/1 label image (.nii.gz/.nrrd/.mha)")
+    interact.add_argument("--json", action="store_true")
+    interact.set_defaults(run=cmd_interact)

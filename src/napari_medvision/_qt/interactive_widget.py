@@ -1,0 +1,286 @@
+"""The Annotate dock: clicks (and a box) -> a 3D mask preview, accepted into a label of a labels layer;
+slice tools on that label. The dock only gathers prompts and layers; the engines and tools live in
+core/interactive and run in workers (a new click supersedes the run in flight)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Image, Labels, Points
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import MedvisionError
+from ..core.interactive import Prompts, available_engines, segment_prompts, slice_tools
+from .._napari.layers import geometry_metadata, layer_volume
+from .saving import BackgroundWrites, snapshot
+from .workers import report_error, start_worker
+
+PROMPTS_LAYER = "prompts"
+PREVIEW_LAYER = "interactive preview"
+COLOURS = {"+": "lime", "-": "red"}
+
+
+class InteractiveWidget(QWidget):
+    """Click-based annotation of one structure at a time, plus slice tools."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.generation = 0          # runs whose number is not the latest are stale: their mask is dropped
+        self._shown = -1             # generation of the preview on screen
+        self.writes = BackgroundWrites()
+        self._build()
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self._on_layers_changed()
+
+    # --- layout --------------------------------------------------------------
+    def _build(self) -> None:
+        self.image_combo, self.labels_combo, self.engine_combo = QComboBox(), QComboBox(), QComboBox()
+        self.engine_combo.addItems(["best for the image", *available_engines()])
+        self.label_value = QSpinBox()
+        self.label_value.setRange(1, 65535)
+        form = QFormLayout()
+        for text, widget in (("Image", self.image_combo), ("Into labels", self.labels_combo),
+                             ("Label", self.label_value), ("Engine", self.engine_combo)):
+            form.addRow(text, widget)
+        self.start_button = QPushButton("New structure (clicks)")
+        self.sign_button = QPushButton("Clicking: + inside  (i / o / t)")
+        self.sign_button.setCheckable(True)
+        self.accept_button, self.undo_button = QPushButton("Accept"), QPushButton("Undo")
+        self.start_button.clicked.connect(self.new_structure)
+        self.sign_button.toggled.connect(lambda negative: self.set_sign("-" if negative else "+"))
+        self.accept_button.clicked.connect(self.accept)
+        self.undo_button.clicked.connect(self.undo)
+        row = QHBoxLayout()
+        for button in (self.accept_button, self.undo_button):
+            row.addWidget(button)
+        tools = QGridLayout()
+        self.tool_buttons = {}
+        for i, (name, text) in enumerate((("interpolate", "Fill between slices"), ("fill", "Fill holes"),
+                                          ("keep", "Keep clicked piece"), ("smooth", "Smooth"))):
+            button = QPushButton(text)
+            button.clicked.connect(lambda _=False, n=name: self.apply_tool(n))
+            tools.addWidget(button, i // 2, i % 2)
+            self.tool_buttons[name] = button
+        self.store_edit = QLineEdit()
+        self.store_edit.setPlaceholderText("case store folder")
+        self.send_button = QPushButton("Send to case store")
+        self.send_button.clicked.connect(lambda: self.send_to_store())
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for widget in (self.start_button, self.sign_button):
+            layout.addWidget(widget)
+        layout.addLayout(row)
+        layout.addWidget(QLabel("Slice tools (on the label above; each is one undo step)"))
+        layout.addLayout(tools)
+        layout.addWidget(self.store_edit)
+        layout.addWidget(self.send_button)
+        layout.addWidget(self.status)
+        layout.addStretch()
+
+    # --- prompts -------------------------------------------------------------
+    def new_structure(self) -> Points | None:
+        """A fresh prompts layer over the chosen image (in its voxel grid), in add mode."""
+        image = self._layer(self.image_combo, Image)
+        if image is None:
+            report_error(MedvisionError("open an image first: clicks are placed on an image layer"))
+            return None
+        for name in (PROMPTS_LAYER, PREVIEW_LAYER):
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        points = self.viewer.add_points(np.zeros((0, image.ndim)), name=PROMPTS_LAYER, affine=image.affine,
+                                        features={"sign": np.array([], dtype=object)}, size=4,
+                                        border_color="white", face_color="lime", ndim=image.ndim)
+        points.feature_defaults["sign"] = "+"
+        points.mode = "add"
+        for key, sign in (("i", "+"), ("o", "-")):
+            points.bind_key(key, lambda _layer, s=sign: self.set_sign(s), overwrite=True)
+        points.bind_key("t", lambda _layer: self.set_sign("-" if self.sign == "+" else "+"), overwrite=True)
+        points.events.data.connect(self._on_points_changed)
+        self.set_sign("+")
+        return points
+
+    @property
+    def sign(self) -> str:
+        return "-" if self.sign_button.isChecked() else "+"
+
+    def set_sign(self, sign: str) -> None:
+        """Make the next click positive (``+``) or negative (``-``)."""
+        if self.sign_button.isChecked() != (sign == "-"):
+            self.sign_button.setChecked(sign == "-")
+        self.sign_button.setText(f"Clicking: {sign} {'inside' if sign == '+' else 'outside'}  (i / o / t)")
+        points = self._prompts_layer()
+        if points is not None:
+            points.feature_defaults["sign"] = sign
+            points.current_face_color = COLOURS[sign]
+
+    def prompts(self) -> Prompts:
+        """The clicks of the prompts layer as voxel indices ``(z, y, x)`` of the image."""
+        points = self._prompts_layer()
+        if points is None or not len(points.data):
+            return Prompts()
+        index = np.rint(points.data[:, -3:]).astype(int)
+        signs = np.asarray(points.features["sign"], dtype=object)
+        return Prompts(index[signs == "+"], index[signs == "-"])
+
+    def _on_points_changed(self, event=None) -> None:
+        points = self._prompts_layer()
+        if points is not None and len(points.data):
+            colours = [COLOURS.get(s, "lime") for s in points.features["sign"]]
+            if len(colours) == len(points.data):
+                points.face_color = colours
+        self.run()
+
+    # --- running -------------------------------------------------------------
+    def run(self):
+        """Segment from the current prompts in a worker; returns it (None without a positive click)."""
+        image_layer, prompts = self._layer(self.image_combo, Image), self.prompts()
+        self.generation += 1
+        if self.worker is not None:
+            self.worker.quit()
+        if image_layer is None or not len(prompts.positive):
+            return None
+        volume = layer_volume(image_layer)
+        engine = None if self.engine_combo.currentIndex() == 0 else self.engine_combo.currentText()
+        generation = self.generation
+        self.status.setText(f"segmenting from {prompts.clicks} click(s)…")
+        self.worker = start_worker(segment_prompts, volume.array, volume.spacing, prompts, engine,
+                                   on_result=lambda mask: self._show(mask, generation, image_layer),
+                                   description="Segmenting from clicks")
+        return self.worker
+
+    def _show(self, mask: np.ndarray, generation: int, image_layer: Image) -> None:
+        if generation != self.generation:
+            return  # a newer click has started another run
+        self._shown = generation
+        if PREVIEW_LAYER in self.viewer.layers:
+            self.viewer.layers[PREVIEW_LAYER].data = mask
+        else:
+            self.viewer.add_labels(mask, name=PREVIEW_LAYER, affine=image_layer.affine, opacity=0.5,
+                                   metadata=dict(image_layer.metadata))
+            self.viewer.layers.selection.active = self._prompts_layer() or self.viewer.layers.selection.active
+        self.status.setText(f"preview: {int(mask.sum())} voxels; Accept puts them into label "
+                            f"{self.label_value.value()}")
+
+    # --- accepting and undo ----------------------------------------------------
+    def target(self, create: bool = True) -> Labels | None:
+        """The chosen labels layer; a new empty one on the image's grid when there is none."""
+        labels = self._layer(self.labels_combo, Labels)
+        image = self._layer(self.image_combo, Image)
+        if labels is None and create and image is not None:
+            labels = self.viewer.add_labels(np.zeros(image.data.shape, np.uint16), name="annotations",
+                                            affine=image.affine,
+                                            metadata=geometry_metadata(layer_volume(image)))
+            self.labels_combo.setCurrentText(labels.name)
+        return labels
+
+    def accept(self) -> bool:
+        """Put the preview into the chosen label (voxels of other labels are kept); one undo step."""
+        if PREVIEW_LAYER not in self.viewer.layers:
+            report_error(MedvisionError("click inside a structure first: there is no preview to accept"))
+            return False
+        labels = self.target()
+        mask = np.asarray(self.viewer.layers[PREVIEW_LAYER].data).astype(bool)
+        if labels is None or labels.data.shape != mask.shape:
+            report_error(MedvisionError("choose a labels layer on the image's grid to accept into"))
+            return False
+        value = self.label_value.value()
+        data = np.asarray(labels.data)
+        labels.data_setitem(np.nonzero(mask & ((data == 0) | (data == value))), value)
+        for name in (PREVIEW_LAYER, PROMPTS_LAYER):
+            self.viewer.layers.remove(name) if name in self.viewer.layers else None
+        self.status.setText(f"accepted {int(mask.sum())} voxels as label {value} (Undo takes them back)")
+        return True
+
+    def undo(self) -> None:
+        """Take back the last accept or slice tool (napari's labels undo: Ctrl+Z works as well)."""
+        labels = self.target(create=False)
+        if labels is not None:
+            labels.undo()
+
+    def apply_tool(self, name: str) -> bool:
+        """Run one slice tool on the chosen label; the change is one undo step."""
+        labels = self.target(create=False)
+        if labels is None:
+            report_error(MedvisionError("choose a labels layer for the slice tools"))
+            return False
+        data, value = np.asarray(labels.data), self.label_value.value()
+        try:
+            if name == "interpolate":
+                new = slice_tools.interpolate_slices(data, value)
+            elif name == "fill":
+                new = slice_tools.fill_holes(data, value)
+            elif name == "keep":
+                clicks = self.prompts()
+                if not len(clicks.positive):
+                    raise MedvisionError("add a + click on the piece to keep (New structure, then click it)")
+                new = slice_tools.keep_component(data, value, clicks.positive[-1])
+            else:
+                new = slice_tools.smooth(data, value, layer_volume(labels).spacing)
+        except MedvisionError as exc:
+            report_error(exc)
+            return False
+        changed = np.nonzero(new != data)
+        labels.data_setitem(changed, new[changed])
+        self.status.setText(f"{self.tool_buttons[name].text()}: {len(changed[0])} voxels changed")
+        return True
+
+    # --- case store ----------------------------------------------------------------
+    def send_to_store(self, folder: str | None = None, case_id: str | None = None):
+        """Write the image and the chosen labels layer to a case store as a corrected case (worker)."""
+        from ..core.training import CaseStore
+        from .._napari.results import MODEL_OUTPUT_KEY
+
+        folder = folder or self.store_edit.text().strip()
+        image_layer, labels = self._layer(self.image_combo, Image), self.target(create=False)
+        if not folder or image_layer is None or labels is None:
+            report_error(MedvisionError("give a case store folder and choose an image and a labels layer"))
+            return None
+        image, label = layer_volume(image_layer), snapshot(layer_volume(labels))
+        values = sorted(int(v) for v in np.unique(label.array) if v)
+        store = CaseStore(folder)
+        if not (Path(folder) / "dataset.json").exists():
+            store = CaseStore.create(folder, {"background": 0, **{f"label_{v}": v for v in values}},
+                                     channel=image.modality or "CT")
+        original = labels.metadata.get(MODEL_OUTPUT_KEY)
+        model_output = label.with_array(original) if original is not None and original.shape == label.shape else None
+        case_id = (case_id or image_layer.name).strip().replace(" ", "_")
+        return self.writes.run(store.add_case, case_id, image, label, model_output=model_output,
+                               on_result=lambda _: self.status.setText(f"sent {case_id} to {folder}"),
+                               description=f"Saving case {case_id}")
+
+    # --- layers -------------------------------------------------------------------
+    def _prompts_layer(self) -> Points | None:
+        layer = self.viewer.layers[PROMPTS_LAYER] if PROMPTS_LAYER in self.viewer.layers else None
+        return layer if isinstance(layer, Points) else None
+
+    def _on_layers_changed(self, event=None) -> None:
+        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
+            current = combo.currentText()
+            combo.clear()
+            names = [layer.name for layer in self.viewer.layers
+                     if isinstance(layer, kind) and layer.name != PREVIEW_LAYER]
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+
+    def _layer(self, combo: QComboBox, kind):
+        name = combo.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer if isinstance(layer, kind) else None

@@ -1,0 +1,40 @@
+"""The one interface of every prompted-segmentation engine.
+
+An engine is arrays in, arrays out: the image ``(z, y, x)``, its spacing and the prompts give a
+0/1 mask on the same grid. Engines keep no state between calls, so a call can run in any thread or
+process (a worker process sends them the arrays) and a new click simply starts a new call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from .prompts import Prompts
+
+
+class InteractiveEngine(ABC):
+    """Clicks (and an optional box) on an image -> a 0/1 mask of one structure."""
+
+    #: Short name used by ``--model`` and the dock.
+    name: str = "engine"
+    #: One line for users: what it is, when it is chosen.
+    description: str = ""
+
+    def fits(self, image: np.ndarray, spacing_xyz) -> bool:  # noqa: ARG002 - engines may ignore the image
+        """Whether this engine can segment ``image``; the model-free engine fits every image."""
+        return True
+
+    @abstractmethod
+    def segment(self, image: np.ndarray, spacing_xyz, prompts: Prompts) -> np.ndarray:
+        """Mask of the structure the prompts point at.
+
+        Args:
+            image: voxel values ``(z, y, x)`` (any real dtype, HU for CT).
+            spacing_xyz: voxel size ``(x, y, z)`` in mm, as ITK reports it.
+            prompts: clicks and box in ``(z, y, x)`` voxel indices, checked against ``image.shape``.
+
+        Returns:
+            uint8 array of ``image.shape``: 1 inside the structure, 0 elsewhere.
+        """

@@ -1,0 +1,75 @@
+"""The Annotate dock driven like a user: clicks give a preview, a negative click refines it, Accept puts
+it into one label and keeps the others, Undo takes it back, slice tools are undo steps, Send to case store."""
+
+import numpy as np
+import pytest
+
+from napari_medvision._napari.layers import image_layer_data, labels_layer_data
+from napari_medvision._qt.interactive_widget import PREVIEW_LAYER, PROMPTS_LAYER, InteractiveWidget
+from napari_medvision.core.training import CaseStore
+from napari_medvision.core.volume import Volume
+from tests.core.test_interactive import blobs
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image, left, right = blobs()
+    volume = Volume(image, spacing=(1.0, 1.0, 1.0), origin=(5.0, -3.0, 2.0))
+    data, kwargs, _ = image_layer_data(volume, name="scan")
+    viewer.add_image(data, **kwargs)
+    other = np.zeros(image.shape, np.uint16)
+    other[10:14, 20:28, 10:18] = 2               # label 2 overlaps the left ball: Accept must keep it
+    data, kwargs, _ = labels_layer_data(volume.with_array(other), name="organs")
+    viewer.add_labels(data, **kwargs)
+    widget = InteractiveWidget(viewer)
+    widget.labels_combo.setCurrentText("organs")
+    return viewer, widget, left, right
+
+
+def click(qtbot, widget, index, sign):
+    widget.set_sign(sign)
+    points = widget.viewer.layers[PROMPTS_LAYER]
+    points.add(np.asarray(index, float))
+    qtbot.waitUntil(lambda: PREVIEW_LAYER in widget.viewer.layers and widget.generation == widget._shown,
+                    timeout=60000)
+    return np.asarray(widget.viewer.layers[PREVIEW_LAYER].data)
+
+
+def test_clicks_preview_accept_undo(dock, qtbot):
+    viewer, widget, left, right = dock
+    widget.new_structure()
+    first = click(qtbot, widget, (12, 24, 14), "+")
+    assert first[right].mean() > 0.5             # leaks into the look-alike neighbour
+    assert list(viewer.layers[PROMPTS_LAYER].features["sign"]) == ["+"]
+    second = click(qtbot, widget, (12, 24, 34), "-")
+    assert second[right].mean() < 0.1 and second[left].mean() > 0.8
+    labels = viewer.layers["organs"]
+    before = np.asarray(labels.data).copy()
+    widget.label_value.setValue(1)
+    assert widget.accept()
+    after = np.asarray(labels.data)
+    assert (after == 2).sum() == (before == 2).sum()                 # the other label is kept
+    assert ((after == 1) == (second.astype(bool) & (before == 0))).all()
+    widget.undo()
+    assert np.array_equal(np.asarray(labels.data), before)
+
+
+def test_slice_tool_is_one_undo_step_and_case_store(dock, qtbot, tmp_path):
+    viewer, widget, left, _ = dock
+    labels = viewer.layers["organs"]
+    data = np.asarray(labels.data)
+    data[left] = 1
+    data[12, 24, 14] = 0                         # a hole
+    labels.data = data
+    before = data.copy()
+    widget.label_value.setValue(1)
+    assert widget.apply_tool("fill")
+    assert labels.data[12, 24, 14] == 1
+    widget.undo()
+    assert np.array_equal(np.asarray(labels.data), before)
+    worker = widget.send_to_store(str(tmp_path / "store"), case_id="blobs")
+    qtbot.waitUntil(lambda: not widget.writes.busy, timeout=60000)
+    assert worker is not None and CaseStore(tmp_path / "store").case_ids() == ["blobs"]
