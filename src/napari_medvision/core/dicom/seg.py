@@ -1,0 +1,182 @@
+"""DICOM Segmentation (SEG) objects: a label map out to a SEG on its source series, and back.
+
+Built with highdicom from typed arguments (segment descriptions with SNOMED CT codes, algorithm
+identification), never from hand-assembled tags. One BINARY segment per label value present,
+numbered 1..N in increasing label order; frames reference the source instance at their slice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+from pydicom.sr.codedict import codes
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import SegmentationStorage
+
+from ... import __version__
+from ..errors import MedvisionError, UnreadableFileError
+from ..volume import Volume
+from ._files import write_dataset_atomic
+from .codes import segment_codes
+from .colors import rgb_of
+from .source import DicomReferenceError, SourceSeries
+
+log = logging.getLogger(__name__)
+MANUFACTURER = "napari-medvision"
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """Who made an automatic result: a model name and version (``None``: edited by hand)."""
+
+    name: str
+    version: str = "unknown"
+
+
+@dataclass
+class SegmentationLabels:
+    """A SEG read back: a label map on the source series' grid, with names and colours.
+
+    Attributes:
+        labels: segment numbers at the source grid, ``(z, y, x)``, geometry of the source series.
+        names: segment number -> segment label.
+        colors: segment number -> ``(r, g, b)`` in 0..1 (segments with a recommended colour only).
+        series_uid: the referenced source series.
+    """
+
+    labels: Volume
+    names: dict[int, str]
+    colors: dict[int, tuple[float, float, float]]
+    series_uid: str
+
+
+def build_segmentation(label: Volume, source: SourceSeries, names: dict[int, str], *,
+                       colors: dict | None = None, algorithm: Algorithm | None = None,
+                       description: str = "Segmentation") -> hd.seg.Segmentation:
+    """A highdicom Segmentation of ``label`` referencing ``source``'s instances.
+
+    Args:
+        label: integer label map ``(z, y, x)`` on the source series' grid.
+        source: the referenced series (:func:`~.source.read_source_series`).
+        names: label value -> name; values without a name are called ``label N``.
+        colors: label value -> colour (``"#rrggbb"`` or RGB(A) floats 0..1); default: none recommended.
+        algorithm: the model for an AUTOMATIC result; None marks the segments MANUAL (edited).
+
+    Raises:
+        GeometryMismatchError: ``label`` is not on the series' grid.
+        MedvisionError: the label map holds no label.
+    """
+    source.check_label(label)
+    values = [int(v) for v in np.unique(label.array) if v > 0]
+    if not values:
+        raise MedvisionError("the label map is empty (no voxel above 0): there is nothing to write as DICOM-SEG")
+    segment_map = np.zeros(label.shape, np.uint16)
+    for number, value in enumerate(values, start=1):
+        segment_map[label.array == value] = number
+    descriptions = [_description(number, names.get(value, f"label {value}"), (colors or {}).get(value), algorithm)
+                    for number, value in enumerate(values, start=1)]
+    return hd.seg.Segmentation(
+        source_images=source.datasets,
+        pixel_array=segment_map,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=_series_number(source),
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=algorithm.name if algorithm else "manual segmentation",
+        software_versions=__version__,
+        device_serial_number="0",
+        series_description=description[:64],
+        content_label="SEGMENTATION",
+        content_description=description[:64],
+    )
+
+
+def _description(number: int, name: str, color, algorithm: Algorithm | None) -> hd.seg.SegmentDescription:
+    category, kind = segment_codes(name)
+    rgb = rgb_of(color) if color is not None else None
+    identification = None
+    if algorithm is not None:
+        identification = hd.AlgorithmIdentificationSequence(
+            name=algorithm.name[:64], version=algorithm.version[:64] or "unknown",
+            family=codes.cid7162.ArtificialIntelligence)
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=name[:64],
+        segmented_property_category=category,
+        segmented_property_type=kind,
+        algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC if algorithm
+                        else hd.seg.SegmentAlgorithmTypeValues.MANUAL),
+        algorithm_identification=identification,
+        display_color=hd.color.CIELabColor.from_rgb(*(round(v * 255) for v in rgb)) if rgb else None,
+    )
+
+
+def _series_number(source: SourceSeries) -> int:
+    number = source.datasets[0].get("SeriesNumber")
+    return int(number) + 1000 if number not in (None, "") else 1000
+
+
+def write_dicom_seg(label: Volume, source: SourceSeries, output: str | Path, names: dict[int, str],
+                    **options) -> Path:
+    """Write :func:`build_segmentation`'s SEG to ``output`` atomically; returns the path."""
+    segmentation = build_segmentation(label, source, names, **options)
+    return write_dataset_atomic(segmentation, output)
+
+
+def is_segmentation(dataset) -> bool:
+    """True for a DICOM Segmentation Storage object."""
+    return str(dataset.get("SOPClassUID", "")) == SegmentationStorage
+
+
+def read_dicom_seg(path: str | Path, source_folder: str | Path | None = None) -> SegmentationLabels:
+    """Read a SEG onto its source series: frames placed by the instances they reference.
+
+    Args:
+        path: the SEG file.
+        source_folder: where its source series lies (default: found beside the SEG, see
+            :func:`~.locate.find_series_folder`).
+
+    Raises:
+        UnreadableFileError: not a SEG, or its source series is not found.
+        DicomReferenceError: the SEG references no instance of the series found.
+    """
+    from .locate import find_series_folder
+    from .source import read_source_series
+
+    path = Path(path)
+    seg = _segread(path)
+    series_uid = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    folder = Path(source_folder) if source_folder else find_series_folder(series_uid, near=path)
+    source = read_source_series(folder, series_uid)
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    present = [uid for uid in source.sop_instance_uids if uid in referenced]
+    if not present:
+        raise DicomReferenceError(f"'{path.name}' references none of the instances of series {series_uid} "
+                                  f"found in '{folder}'")
+    frames = seg.get_pixels_by_source_instance(source.sop_instance_uids, combine_segments=True,
+                                               skip_overlap_checks=True, dtype=np.uint16,
+                                               assert_missing_frames_are_empty=False)
+    names, colors = {}, {}
+    for number in seg.segment_numbers:
+        description = seg.get_segment_description(number)
+        names[number] = str(description.segment_label)
+        lab = description.get("RecommendedDisplayCIELabValue")
+        if lab is not None:
+            rgb = hd.color.CIELabColor.from_dicom_value(lab).to_rgb(clip=True)
+            colors[number] = tuple(v / 255.0 for v in rgb)
+    labels = source.volume.with_array(np.asarray(frames), path=str(path), modality="SEG")
+    return SegmentationLabels(labels, names, colors, series_uid)
+
+
+def _segread(path: Path) -> hd.seg.Segmentation:
+    try:
+        return hd.seg.segread(path)
+    except (ValueError, AttributeError, OSError, InvalidDicomError) as exc:
+        raise UnreadableFileError(f"'{path.name}' is not a readable DICOM Segmentation: {exc}") from None
