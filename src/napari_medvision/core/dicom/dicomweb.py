@@ -161,8 +161,8 @@ class PacsClient:
         return found[0]
 
     # --- STOW-RS --------------------------------------------------------------
-    def push(self, datasets: Iterable[pydicom.Dataset]) -> int:
-        """Send instances; returns how many the PACS stored.
+    def push(self, datasets: Iterable[pydicom.Dataset], study_uid: str | None = None) -> int:
+        """Send instances (into study ``study_uid`` when given); returns how many the PACS stored.
 
         Raises:
             PacsError: the PACS refused some or all of them (its reason in the message).
@@ -170,7 +170,7 @@ class PacsClient:
         datasets = list(datasets)
         if not datasets:
             raise PacsError("nothing to send: no DICOM file among the paths given")
-        response = self._call("send", lambda: self._client.store_instances(datasets))
+        response = self._call("send", lambda: self._client.store_instances(datasets, study_instance_uid=study_uid))
         failed = response.get("FailedSOPSequence") or [] if response is not None else []
         if failed:
             raise PacsError(f"the PACS rejected {len(failed)} of {len(datasets)} instance(s): "
