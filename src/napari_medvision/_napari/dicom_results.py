@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..core.dicom.locate import dicom_modality, result_files
-from .layers import labels_layer_data
+from ..core.errors import MedvisionError
+from .layers import labels_layer_data, layer_volume
 
 #: What a layer read from a DICOM result remembers: the referenced series (for "Send to PACS").
 SOURCE_SERIES_KEY = "dicom_series_uid"
@@ -39,3 +42,43 @@ def segmentation_layer_data(seg, name: str) -> tuple:
     data, layer_kwargs, kind = labels_layer_data(seg.labels, name, seg.names, **kwargs)
     layer_kwargs["metadata"][SOURCE_SERIES_KEY] = seg.series_uid
     return data, layer_kwargs, kind
+
+
+def layer_source_folder(layer, image_layers=()) -> Path:
+    """The DICOM series folder behind a labels layer: its own source, else an image layer's on its grid.
+
+    Raises:
+        MedvisionError: no DICOM series folder is known for the layer.
+    """
+    candidates = [layer.metadata.get("source")]
+    shape = tuple(np.shape(layer.data))
+    candidates += [image.metadata.get("source") for image in image_layers if tuple(np.shape(image.data)) == shape]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    raise MedvisionError(f"the labels layer '{layer.name}' is not on a study opened from a DICOM series folder: "
+                         "a DICOM-SEG must reference the series it was drawn on (open the series, then run or draw)")
+
+
+def layer_to_seg(layer, output: Path, source_folder: Path, data=None) -> Path:
+    """Write a labels layer (or ``data``, a copy of its array) as a DICOM-SEG on the series in ``source_folder``.
+
+    The segments are AUTOMATIC (with the model's name) when the layer still equals the model's
+    output, MANUAL once it was edited or drawn by hand.
+    """
+    from ..core.dicom.seg import Algorithm, write_dicom_seg
+    from ..core.dicom.source import read_source_series
+    from .results import MODEL_OUTPUT_KEY
+
+    source = read_source_series(source_folder, layer.metadata.get(SOURCE_SERIES_KEY))
+    label = layer_volume(layer)
+    if data is not None:
+        label = label.with_array(np.asarray(data))
+    values = [int(v) for v in np.unique(label.array) if v > 0]
+    names = {int(k): v for k, v in (layer.metadata.get("label_names") or {}).items()}
+    colors = {v: tuple(float(c) for c in layer.get_color(v)[:3]) for v in values}
+    model_output, model = layer.metadata.get(MODEL_OUTPUT_KEY), layer.metadata.get("model")
+    edited = model_output is None or not np.array_equal(np.asarray(model_output), label.array)
+    algorithm = None if edited or not model else Algorithm(str(model))
+    return write_dicom_seg(label, source, output, names, colors=colors, algorithm=algorithm,
+                           description=f"{layer.name}"[:64])

@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -125,6 +125,17 @@ class PacsClient:
         Raises:
             PacsError: the series is not on the PACS, or the transfer failed.
         """
+        steps = self.iter_pull(series_uid, output)
+        while True:
+            try:
+                done, total = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            if progress:
+                progress(done, total)
+
+    def iter_pull(self, series_uid: str, output: str | Path) -> Generator[tuple[int, int | None], None, list[Path]]:
+        """:meth:`pull` as a generator: yields ``(instances received, instances expected)``, returns the paths."""
         record = self.series(series_uid)
         output = Path(output)
         output.mkdir(parents=True, exist_ok=True)
@@ -133,12 +144,11 @@ class PacsClient:
             written = []
             instances = self._call("retrieve", lambda: self._client.iter_series(
                 record.study_uid, series_uid, media_types=STORED_SYNTAX))
-            for count, dataset in enumerate(self._iterate(instances), start=1):
+            for dataset in self._iterate(instances):
                 path = staging / f"{dataset.SOPInstanceUID}.dcm"
                 dataset.save_as(path, enforce_file_format=True)
                 written.append(path)
-                if progress:
-                    progress(count, record.instances)
+                yield len(written), record.instances
             if not written:
                 raise PacsError(f"series {series_uid} on the PACS holds no instance")
             final = [output / path.name for path in written]

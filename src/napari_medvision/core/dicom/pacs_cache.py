@@ -6,7 +6,7 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 
 import pydicom
@@ -32,13 +32,25 @@ def cached_series(client: PacsClient, series_uid: str,
     The cache is keyed by server and series; after a new retrieval the cache is trimmed to
     ``$MEDVISION_PACS_CACHE_MB`` (default 2048 MB), never removing the series just retrieved.
     """
+    steps = iter_cached_series(client, series_uid)
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress:
+            progress(done, total)
+
+
+def iter_cached_series(client: PacsClient, series_uid: str) -> Generator[tuple[int, int | None], None, Path]:
+    """:func:`cached_series` as a generator: yields ``(received, expected)`` while retrieving."""
     server = hashlib.sha256(client.url.encode()).hexdigest()[:12]
     folder = pacs_cache_root() / server / series_uid
     if (folder / _COMPLETE).exists():
         os.utime(folder / _COMPLETE)
         return folder
     shutil.rmtree(folder, ignore_errors=True)  # an interrupted earlier retrieval
-    client.pull(series_uid, folder, progress=progress)
+    yield from client.iter_pull(series_uid, folder)
     (folder / _COMPLETE).touch()
     trim_cache(keep=folder)
     return folder
