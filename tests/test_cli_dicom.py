@@ -1,7 +1,8 @@
 """``medvision dicom-seg`` as the issue writes it, run as a real subprocess."""
 
-import numpy as np
 import highdicom as hd
+import numpy as np
+import pydicom
 import SimpleITK as sitk
 
 from napari_medvision.core.io import read_volume, write_volume
@@ -38,3 +39,14 @@ def test_dicom_seg_with_model_names_and_geometry_error(tmp_path):
     assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1 and "spacing" in run.stderr
     assert not (tmp_path / "bad.dcm").exists()
     assert volume.shape == (4, 10, 12)
+
+
+def test_dicom_seg_writes_rtstruct_by_output_name(tmp_path):
+    series_and_label(tmp_path)
+    run = medvision("dicom-seg", "--label", tmp_path / "label.nii.gz", "--reference", tmp_path / "ct",
+                    "--output", tmp_path / "out.rtstruct.dcm", "--edited", "--model", "ct_organs_unet")
+    assert run.returncode == 0, run.stderr
+    ds = pydicom.dcmread(tmp_path / "out.rtstruct.dcm")
+    assert ds.Modality == "RTSTRUCT" and ds.StructureSetROISequence[0].ROIName == "spleen"
+    assert ds.StructureSetROISequence[0].ROIGenerationAlgorithm == "MANUAL"
+    assert dciodvfy_errors(tmp_path / "out.rtstruct.dcm") == []

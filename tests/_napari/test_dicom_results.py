@@ -38,3 +38,15 @@ def test_seg_file_alone_gives_labels_at_the_series_position(tmp_path):
     assert len(layers) == 1 and layers[0][2] == "labels"
     np.testing.assert_array_equal(layers[0][1]["affine"], source.volume.napari_affine())
     assert int(layers[0][0].max()) == 2
+
+
+def test_rtstruct_file_opens_as_labels_with_names(tmp_path):
+    from napari_medvision.core.dicom.rtstruct import write_rtstruct
+
+    source, label = series_with_seg(tmp_path / "ct")
+    write_rtstruct(source.volume.with_array(label), source, tmp_path / "ct" / "rt.dcm", {4: "liver", 7: "tumour"})
+    [layer] = napari_get_reader(str(tmp_path / "ct" / "rt.dcm"))(str(tmp_path / "ct" / "rt.dcm"))
+    assert layer[2] == "labels" and layer[1]["features"]["name"] == ["background", "liver", "tumour"]
+    np.testing.assert_array_equal(layer[0], np.select([label == 4, label == 7], [1, 2], 0))
+    layers = napari_get_reader(str(tmp_path / "ct"))(str(tmp_path / "ct"))
+    assert [kind for _, _, kind in layers] == ["image", "labels", "labels"]

@@ -14,18 +14,25 @@ from .layers import labels_layer_data, layer_volume
 SOURCE_SERIES_KEY = "dicom_series_uid"
 
 
+RESULT_KINDS = ("SEG", "RTSTRUCT")
+
+
 def is_dicom_result(path: Path) -> bool:
-    """A DICOM-SEG file (judged from its header only)."""
-    return path.is_file() and dicom_modality(path) == "SEG"
+    """A DICOM-SEG or RTSTRUCT file (judged from its header only)."""
+    return path.is_file() and dicom_modality(path) in RESULT_KINDS
 
 
 def folder_results(folder: Path) -> list[Path]:
-    """The SEG files directly in a series folder."""
-    return result_files(folder, "SEG") if folder.is_dir() else []
+    """The SEG and RTSTRUCT files directly in a series folder."""
+    return [p for kind in RESULT_KINDS for p in result_files(folder, kind)] if folder.is_dir() else []
 
 
 def seg_layer_data(path: Path, source_folder: Path | None = None) -> tuple:
-    """``(data, kwargs, "labels")`` for a SEG file, on its source series' grid."""
+    """``(data, kwargs, "labels")`` for a SEG or RTSTRUCT file, on its source series' grid."""
+    if dicom_modality(path) == "RTSTRUCT":
+        from ..core.dicom.rtstruct import read_rtstruct
+
+        return segmentation_layer_data(read_rtstruct(path, source_folder), path.stem)
     from ..core.dicom.seg import read_dicom_seg  # highdicom loads only when a SEG is opened
 
     return segmentation_layer_data(read_dicom_seg(path, source_folder), path.stem)

@@ -52,7 +52,7 @@ def read_study(path) -> list[tuple]:
     layers = []
     for item in [path] if isinstance(path, (str, Path)) else path:
         try:
-            if is_dicom_result(Path(item)):  # a DICOM-SEG: labels on its source series
+            if is_dicom_result(Path(item)):  # a DICOM-SEG / RTSTRUCT: labels on its source series
                 layers.append(seg_layer_data(Path(item)))
                 continue
             volume = _read_with_first_frame(Path(item))
@@ -67,7 +67,7 @@ def read_study(path) -> list[tuple]:
 
 
 def _results_in_folder(folder: Path) -> list[tuple]:
-    """Labels layers for the DICOM-SEG files beside a series; one that does not fit is reported."""
+    """Labels layers for the DICOM-SEG / RTSTRUCT files beside a series; one that does not fit is reported."""
     from napari.utils.notifications import show_error
 
     layers = []
