@@ -50,3 +50,15 @@ def test_dicom_seg_writes_rtstruct_by_output_name(tmp_path):
     assert ds.Modality == "RTSTRUCT" and ds.StructureSetROISequence[0].ROIName == "spleen"
     assert ds.StructureSetROISequence[0].ROIGenerationAlgorithm == "MANUAL"
     assert dciodvfy_errors(tmp_path / "out.rtstruct.dcm") == []
+
+
+def test_infer_dcm_output_needs_a_dicom_series_input(tmp_path, capsys):
+    from napari_medvision.cli import main
+
+    volume = series_and_label(tmp_path)
+    write_volume(volume, tmp_path / "ct.nii.gz")
+    code = main(["infer", "--model", "ct_organs_unet", "--input", str(tmp_path / "ct.nii.gz"),
+                 "--output", str(tmp_path / "out.dcm")])
+    err = capsys.readouterr().err
+    assert code == 2 and "DICOM series folder" in err and err.count("\n") == 1
+    assert not (tmp_path / "out.dcm").exists()

@@ -177,7 +177,8 @@ class PacsWidget(QWidget):
 
         def retrieve_and_read():
             folder = yield from iter_cached_series(client, record.series_uid)
-            volume = read_volume(folder, series_uid=record.series_uid) if record.modality not in ("SEG", "RTSTRUCT") else None
+            is_image = record.modality not in ("SEG", "RTSTRUCT")
+            volume = read_volume(folder, series_uid=record.series_uid) if is_image else None
             layers = [volume_layer_data(volume, record.description or record.modality)] if volume else []
             return layers + [seg_layer_data(path, folder) for path in folder_results(folder)]
 
