@@ -82,6 +82,8 @@ class PacsWidget(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
         self.open_button = QPushButton("Open")
         self.labels_combo = QComboBox()
         self.send_button = QPushButton("Send to PACS")
@@ -161,6 +163,7 @@ class PacsWidget(QWidget):
                       "" if r.instances is None else str(r.instances))
             for column, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(value))
+        self.table.resizeColumnsToContents()
         if self.records:
             self.table.selectRow(0)
         self.status.setText(f"{len(self.records)} series")
