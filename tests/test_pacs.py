@@ -58,7 +58,11 @@ def test_ct_to_pacs_model_seg_and_back(orthanc, tmp_path, capsys, monkeypatch):
     assert found["series_uid"] == seg.SeriesInstanceUID and found["study_uid"] == record["study_uid"]
 
 
-def test_pacs_errors_are_one_line_without_credentials(orthanc_auth, tmp_path, capsys, monkeypatch):
+def test_pacs_errors_are_one_line_without_credentials(orthanc_auth, tmp_path, capsys, monkeypatch, caplog):
+    import base64
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     write_ct_series(tmp_path / "ct", np.full((3, 8, 8), -1000, np.int16))
     url = orthanc_auth.url
     monkeypatch.setenv("MEDVISION_PACS_PASSWORD", "wrong-password-1")
@@ -71,6 +75,8 @@ def test_pacs_errors_are_one_line_without_credentials(orthanc_auth, tmp_path, ca
                        "--output", tmp_path / "none")
     assert code == 2 and "1.2.3.4.5 is not on the PACS" in err and PASSWORD not in err
     assert not list((tmp_path / "none").glob("*"))
+    basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert caplog.records and not any(secret in caplog.text for secret in (PASSWORD, "wrong-password-1", basic))
     code, _, err = cli(capsys, "pacs", "search", "--url", f"http://127.0.0.1:{_closed_port()}/dicom-web")
     assert code == 2 and "cannot reach the PACS" in err and err.count("\n") == 1
 

@@ -154,3 +154,20 @@ def test_real_prostate_labels_round_trip_through_seg(tmp_path, shared_data):
 def test_segment_codes(name, category, code):
     got_category, got_type = segment_codes(name)
     assert (got_category.value, got_type.value) == (category, code)
+
+
+def test_seg_without_per_frame_source_references_is_placed_by_position(tmp_path):
+    """A SEG from a tool that names no source image per frame: its plane positions place the frames."""
+    source = read_source_series(ct_series(tmp_path / "ct"))
+    label = two_organs(source)
+    out = write_dicom_seg(label, source, tmp_path / "ct" / "seg.dcm", {1: "spleen", 3: "liver"})
+    seg = pydicom.dcmread(out)
+    order = np.random.default_rng(0).permutation(len(seg.PerFrameFunctionalGroupsSequence))
+    frames = seg.pixel_array
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        del item.DerivationImageSequence
+    seg.PerFrameFunctionalGroupsSequence = [seg.PerFrameFunctionalGroupsSequence[i] for i in order]
+    seg.PixelData = pydicom.pixels.pack_bits(frames[order].astype(np.uint8))
+    seg.save_as(out)
+    back = read_dicom_seg(out)
+    np.testing.assert_array_equal(back.labels.array, np.select([label.array == 1, label.array == 3], [1, 2], 0))

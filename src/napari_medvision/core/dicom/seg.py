@@ -155,14 +155,12 @@ def read_dicom_seg(path: str | Path, source_folder: str | Path | None = None) ->
     series_uid = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
     folder = Path(source_folder) if source_folder else find_series_folder(series_uid, near=path)
     source = read_source_series(folder, series_uid)
-    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
-    present = [uid for uid in source.sop_instance_uids if uid in referenced]
-    if not present:
-        raise DicomReferenceError(f"'{path.name}' references none of the instances of series {series_uid} "
-                                  f"found in '{folder}'")
-    frames = seg.get_pixels_by_source_instance(source.sop_instance_uids, combine_segments=True,
-                                               skip_overlap_checks=True, dtype=np.uint16,
-                                               assert_missing_frames_are_empty=False)
+    if _frames_reference_instances(seg):
+        frames = seg.get_pixels_by_source_instance(source.sop_instance_uids, combine_segments=True,
+                                                   skip_overlap_checks=True, dtype=np.uint16,
+                                                   assert_missing_frames_are_empty=False)
+    else:  # a SEG from a tool that names no source image per frame: its plane positions place the frames
+        frames = _frames_by_position(seg, source.volume)
     names, colors = {}, {}
     for number in seg.segment_numbers:
         description = seg.get_segment_description(number)
@@ -173,6 +171,46 @@ def read_dicom_seg(path: str | Path, source_folder: str | Path | None = None) ->
             colors[number] = tuple(v / 255.0 for v in rgb)
     labels = source.volume.with_array(np.asarray(frames), path=str(path), modality="SEG")
     return SegmentationLabels(labels, names, colors, series_uid)
+
+
+def _frames_reference_instances(seg) -> bool:
+    """True when every frame names the source instance it was derived from."""
+    for frame in seg.get("PerFrameFunctionalGroupsSequence", []):
+        derivation = frame.get("DerivationImageSequence") or []
+        if not derivation or not derivation[0].get("SourceImageSequence"):
+            return False
+    return True
+
+
+def _frames_by_position(seg, volume: Volume) -> np.ndarray:
+    """Segment numbers ``(z, y, x)`` on ``volume``'s grid, each frame put at the slice its position names.
+
+    Raises:
+        DicomReferenceError: a frame lies between slices or off the grid, or has another orientation.
+    """
+    labels = np.zeros(volume.shape, np.uint16)
+    pixels = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    shared = seg.get("SharedFunctionalGroupsSequence", [None])[0]
+    for index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        orientation = _frame_item(frame, shared, "PlaneOrientationSequence").ImageOrientationPatient
+        if not np.allclose(np.asarray(orientation, float), volume.direction[:, :2].T.ravel(), atol=1e-4):
+            raise DicomReferenceError("a SEG frame has another orientation than its source series' slices")
+        position = np.asarray(_frame_item(frame, shared, "PlanePositionSequence").ImagePositionPatient, float)
+        ijk = volume.world_to_index(position)
+        k = int(round(ijk[2]))
+        if not 0 <= k < volume.shape[0] or np.abs(ijk - [0, 0, k]).max() > 0.05:
+            raise DicomReferenceError(f"a SEG frame at {position.round(2).tolist()} mm lies on no slice of the "
+                                      "source series")
+        number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        labels[k][pixels[index] > 0] = number
+    return labels
+
+
+def _frame_item(frame, shared, keyword: str):
+    item = frame.get(keyword) or (shared.get(keyword) if shared is not None else None)
+    if not item:
+        raise DicomReferenceError(f"a SEG frame has no {keyword}: it cannot be placed on its series")
+    return item[0]
 
 
 def _segread(path: Path) -> hd.seg.Segmentation:
