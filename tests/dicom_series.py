@@ -100,3 +100,26 @@ def volume_to_ct_series(volume, folder: Path, **kwargs) -> list[Path]:
 
 def read(path) -> Dataset:
     return pydicom.dcmread(path)
+
+
+def compress_jpeg2000(paths) -> None:
+    """Re-encode each file's pixels as lossless JPEG 2000 (GDCM through SimpleITK), in place."""
+    import tempfile
+
+    import SimpleITK as sitk
+
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        image = sitk.GetImageFromArray(ds.pixel_array[np.newaxis].astype(np.int16))
+        with tempfile.TemporaryDirectory() as temp:
+            writer = sitk.ImageFileWriter()
+            writer.SetFileName(f"{temp}/j2k.dcm")
+            writer.SetImageIO("GDCMImageIO")
+            writer.SetCompressor("JPEG2000")
+            writer.SetUseCompression(True)
+            writer.Execute(image)
+            encoded = pydicom.dcmread(f"{temp}/j2k.dcm")
+        ds.PixelData = encoded.PixelData
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = encoded.file_meta.TransferSyntaxUID
+        ds.save_as(path, enforce_file_format=True)

@@ -116,3 +116,21 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_jpeg2000_series_is_pulled_as_stored_and_decoded_here(orthanc, tmp_path, capsys):
+    """Orthanc 1.10 cannot transcode JPEG 2000: the pull asks for the stored syntax and GDCM decodes it."""
+    from napari_medvision.core.io import read_volume
+    from tests.dicom_series import compress_jpeg2000
+
+    hu = np.random.default_rng(1).integers(-1000, 1500, (3, 12, 12)).astype(np.int16)
+    paths = write_ct_series(tmp_path / "ct", hu, patient_id="J2K-1")
+    compress_jpeg2000(paths)
+    assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"
+    assert cli(capsys, "pacs", "push", "--url", orthanc.url, tmp_path / "ct")[0] == 0
+    uid = str(pydicom.dcmread(paths[0]).SeriesInstanceUID)
+    code, _, err = cli(capsys, "pacs", "pull", "--url", orthanc.url, "--series", uid, "--output", tmp_path / "got")
+    assert code == 0, err
+    assert {str(pydicom.dcmread(p).file_meta.TransferSyntaxUID) for p in (tmp_path / "got").glob("*.dcm")} == {
+        "1.2.840.10008.1.2.4.90"}
+    np.testing.assert_array_equal(read_volume(tmp_path / "got").array, hu)
