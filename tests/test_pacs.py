@@ -93,7 +93,8 @@ def test_cached_series_is_retrieved_once_and_trimmed(orthanc, tmp_path, monkeypa
     monkeypatch.setenv("MEDVISION_CACHE", str(tmp_path / "cache"))
     paths = write_ct_series(tmp_path / "ct", np.full((4, 16, 16), -1000, np.int16))
     client = PacsClient(orthanc.url)
-    client.push(pydicom.dcmread(p) for p in paths)
+    monkeypatch.setattr("napari_medvision.core.dicom.dicomweb.PUSH_BATCH", 3)  # two STOW requests
+    assert client.push(pydicom.dcmread(p) for p in paths) == 4
     uid = str(pydicom.dcmread(paths[0]).SeriesInstanceUID)
     calls = []
     folder = cached_series(client, uid, progress=lambda done, total: calls.append((done, total)))

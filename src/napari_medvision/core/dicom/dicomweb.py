@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 PASSWORD_ENV, TOKEN_ENV = "MEDVISION_PACS_PASSWORD", "MEDVISION_PACS_TOKEN"
 #: Retrieve in whatever transfer syntax the PACS stored (no server-side transcoding).
 STORED_SYNTAX = (("application/dicom", "*"),)
+#: Instances per STOW-RS request (a whole CT series in one request would sit in memory at once).
+PUSH_BATCH = 32
 _SERIES_FIELDS = ["StudyInstanceUID", "SeriesInstanceUID", "PatientID", "PatientName", "StudyDate", "Modality",
                   "SeriesDescription", "StudyDescription", "NumberOfSeriesRelatedInstances"]
 #: DICOM STOW-RS failure reasons (PS3.18 Table 10.5.3-1, PS3.4 C.4.2.1.4), the common ones.
@@ -154,6 +156,7 @@ class PacsClient:
             final = [output / path.name for path in written]
             for src, dst in zip(written, final):
                 os.replace(src, dst)
+            log.info("retrieved %d instances of series %s from %s", len(final), series_uid, safe_url(self.url))
             return final
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -172,20 +175,36 @@ class PacsClient:
 
     # --- STOW-RS --------------------------------------------------------------
     def push(self, datasets: Iterable[pydicom.Dataset], study_uid: str | None = None) -> int:
-        """Send instances (into study ``study_uid`` when given); returns how many the PACS stored.
+        """Send instances (into study ``study_uid`` when given), :data:`PUSH_BATCH` per request.
+
+        Returns:
+            How many instances the PACS stored.
 
         Raises:
-            PacsError: the PACS refused some or all of them (its reason in the message).
+            PacsError: the PACS refused some or all of a batch (its reason in the message); earlier
+                batches stay stored.
         """
-        datasets = list(datasets)
-        if not datasets:
+        stored, batch = 0, []
+        for dataset in datasets:
+            batch.append(dataset)
+            if len(batch) == PUSH_BATCH:
+                stored += self._push_batch(batch, study_uid, stored)
+                batch = []
+        if batch:
+            stored += self._push_batch(batch, study_uid, stored)
+        if not stored:
             raise PacsError("nothing to send: no DICOM file among the paths given")
-        response = self._call("send", lambda: self._client.store_instances(datasets, study_instance_uid=study_uid))
-        failed = response.get("FailedSOPSequence") or [] if response is not None else []
+        log.info("stored %d instances on %s", stored, safe_url(self.url))
+        return stored
+
+    def _push_batch(self, batch: list[pydicom.Dataset], study_uid: str | None, stored: int) -> int:
+        response = self._call("send", lambda: self._client.store_instances(batch, study_instance_uid=study_uid))
+        failed = (response.get("FailedSOPSequence") or []) if response is not None else []
         if failed:
-            raise PacsError(f"the PACS rejected {len(failed)} of {len(datasets)} instance(s): "
+            already = f" ({stored} sent before were stored)" if stored else ""
+            raise PacsError(f"the PACS rejected {len(failed)} of {len(batch)} instance(s){already}: "
                             + _failure_text(failed))
-        return len(datasets)
+        return len(batch)
 
     # --- errors ---------------------------------------------------------------
     def _call(self, what: str, call):

@@ -7,15 +7,13 @@ numbered 1..N in increasing label order; frames reference the source instance at
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
-from pydicom.sr.codedict import codes
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import SegmentationStorage
+from pydicom.sr.codedict import codes
 
 from ... import __version__
 from ..errors import MedvisionError, UnreadableFileError
@@ -25,7 +23,6 @@ from .codes import segment_codes
 from .colors import rgb_of
 from .source import DicomReferenceError, SourceSeries
 
-log = logging.getLogger(__name__)
 MANUFACTURER = "napari-medvision"
 
 
@@ -128,11 +125,6 @@ def write_dicom_seg(label: Volume, source: SourceSeries, output: str | Path, nam
     """Write :func:`build_segmentation`'s SEG to ``output`` atomically; returns the path."""
     segmentation = build_segmentation(label, source, names, **options)
     return write_dataset_atomic(segmentation, output)
-
-
-def is_segmentation(dataset) -> bool:
-    """True for a DICOM Segmentation Storage object."""
-    return str(dataset.get("SOPClassUID", "")) == SegmentationStorage
 
 
 def read_dicom_seg(path: str | Path, source_folder: str | Path | None = None) -> SegmentationLabels:
