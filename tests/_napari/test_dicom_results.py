@@ -50,3 +50,15 @@ def test_rtstruct_file_opens_as_labels_with_names(tmp_path):
     np.testing.assert_array_equal(layer[0], np.select([label == 4, label == 7], [1, 2], 0))
     layers = napari_get_reader(str(tmp_path / "ct"))(str(tmp_path / "ct"))
     assert [kind for _, _, kind in layers] == ["image", "labels", "labels"]
+
+
+def test_labels_opened_from_a_seg_can_be_sent_again(tmp_path):
+    """The layer remembers its series folder: an edited SEG goes back on the same series."""
+    from types import SimpleNamespace
+
+    from napari_medvision._napari.dicom_results import layer_source_folder
+
+    series_with_seg(tmp_path / "ct")
+    data, kwargs, _ = napari_get_reader(str(tmp_path / "ct" / "seg.dcm"))(str(tmp_path / "ct" / "seg.dcm"))[0]
+    layer = SimpleNamespace(name="seg", data=data, metadata=kwargs["metadata"])
+    assert layer_source_folder(layer) == tmp_path / "ct"

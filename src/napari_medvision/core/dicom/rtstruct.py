@@ -176,7 +176,7 @@ def read_rtstruct(path: str | Path, source_folder: str | Path | None = None) -> 
         for contour in item.get("ContourSequence", []):
             _fill(mask, contour, volume, slices)
         labels[mask & (labels == 0)] = value
-    return SegmentationLabels(volume.with_array(labels, path=str(path), modality="RTSTRUCT"), names, colors,
+    return SegmentationLabels(volume.with_array(labels, result_path=str(path)), names, colors,
                               series_uid)
 
 

@@ -39,7 +39,8 @@ class SegmentationLabels:
     """A SEG read back: a label map on the source series' grid, with names and colours.
 
     Attributes:
-        labels: segment numbers at the source grid, ``(z, y, x)``, geometry of the source series.
+        labels: segment numbers at the source grid, ``(z, y, x)``, geometry of the source series;
+            ``metadata["path"]`` is the series folder, ``metadata["result_path"]`` the result file.
         names: segment number -> segment label.
         colors: segment number -> ``(r, g, b)`` in 0..1 (segments with a recommended colour only).
         series_uid: the referenced source series.
@@ -161,7 +162,7 @@ def read_dicom_seg(path: str | Path, source_folder: str | Path | None = None) ->
         if lab is not None:
             rgb = hd.color.CIELabColor.from_dicom_value(lab).to_rgb(clip=True)
             colors[number] = tuple(v / 255.0 for v in rgb)
-    labels = source.volume.with_array(np.asarray(frames), path=str(path), modality="SEG")
+    labels = source.volume.with_array(np.asarray(frames), result_path=str(path))
     return SegmentationLabels(labels, names, colors, series_uid)
 
 
