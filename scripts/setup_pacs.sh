@@ -4,6 +4,10 @@
 # dciodvfy (validates the DICOM-SEG / RTSTRUCT files we write). Without them those tests skip.
 set -euo pipefail
 PACKAGES="orthanc orthanc-dicomweb dicom3tools"
+if command -v Orthanc >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 \
+   && [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+  exit 0  # already installed
+fi
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   # The package's post-install script tries to start the service; in a container it cannot, and
   # the tests do not want it: refuse service starts for this install only.
