@@ -5,11 +5,15 @@ import numpy as np
 import pydicom
 import pytest
 
-from napari_medvision._napari.layers import labels_layer_data, layer_volume
-from napari_medvision._napari.results import MODEL_OUTPUT_KEY
+from napari_medvision._napari.layers import layer_volume
+from napari_medvision._napari.results import segmentation_layers
 from napari_medvision._qt.pacs_widget import PacsWidget
 from napari_medvision.core.dicom.dicomweb import PacsClient, PacsCredentials
-from tests.dicom_series import write_ct_series
+from napari_medvision.core.inference import run_model
+from napari_medvision.core.models import find_model
+from napari_medvision.core.phantom import generate_phantom
+from tests.conftest import drain
+from tests.dicom_series import volume_to_ct_series
 from tests.orthanc import PASSWORD, USER, orthanc_auth  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.gui
@@ -20,12 +24,12 @@ def wait(qtbot, widget):
     qtbot.wait(20)
 
 
-def test_search_open_edit_and_send_back(make_napari_viewer, qtbot, orthanc_auth, tmp_path, monkeypatch):
+def test_pacs_to_napari_to_model_to_corrected_seg_to_pacs(make_napari_viewer, qtbot, orthanc_auth, tmp_path,
+                                                           monkeypatch):
     monkeypatch.setenv("MEDVISION_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MEDVISION_PACS_PASSWORD", raising=False)
-    hu = np.full((5, 24, 24), -1000, np.int16)
-    hu[1:4, 6:18, 6:18] = 60
-    paths = write_ct_series(tmp_path / "ct", hu, patient_id="DOCK-1", description="Abdomen CT")
+    case = generate_phantom(seed=3, shape=(20, 48, 48), spacing=(6.0, 6.0, 10.0), lesion_probability=0.0)
+    paths = volume_to_ct_series(case.image, tmp_path / "ct", patient_id="DOCK-1", description="Abdomen CT")
     client = PacsClient(orthanc_auth.url, PacsCredentials(USER, PASSWORD))
     client.push(pydicom.dcmread(p) for p in paths)
 
@@ -38,30 +42,34 @@ def test_search_open_edit_and_send_back(make_napari_viewer, qtbot, orthanc_auth,
     widget.search()
     wait(qtbot, widget)
     assert widget.table.rowCount() == 1
-    assert [widget.table.item(0, c).text() for c in (2, 3, 4)] == ["CT", "Abdomen CT", "5"]
+    assert [widget.table.item(0, c).text() for c in (2, 3, 4)] == ["CT", "Abdomen CT", "20"]
 
     widget.open_selected()
     wait(qtbot, widget)
     [image] = viewer.layers
-    np.testing.assert_array_equal(np.asarray(image.data), hu)
+    np.testing.assert_array_equal(image.affine.affine_matrix, case.image.napari_affine())
 
-    # A "model output", then a correction with the brush: the segment must go back MANUAL.
-    model_output = (np.asarray(image.data) > 0).astype(np.uint8)
-    data, kwargs, _ = labels_layer_data(layer_volume(image).with_array(model_output), "liver", {1: "liver"})
-    kwargs["metadata"].update({MODEL_OUTPUT_KEY: model_output.copy(), "model": "ct_organs_unet"})
-    labels = viewer.add_labels(data.copy(), **kwargs)
-    labels.data[2, 3, 3] = 1
+    # The Run-model dock's result layers for the sample organ model, computed the same way.
+    model = find_model("ct_organs_unet")
+    _, result = drain(run_model(model, layer_volume(image)))
+    data, kwargs, _ = segmentation_layers(result, "ct_organs_unet", model.colors)[0]
+    labels = viewer.add_labels(data, **kwargs)
     widget._refresh_layers()
-    widget.labels_combo.setCurrentText("liver")
-    widget.send_selected()
+    widget.labels_combo.setCurrentText(labels.name)
+    widget.send_selected()  # the model's output: AUTOMATIC
+    wait(qtbot, widget)
+    labels.data[labels.data == 3] = 0  # the radiologist removes the liver
+    widget.send_selected()  # corrected: MANUAL
     wait(qtbot, widget)
 
-    [seg_record] = client.search(patient_id="DOCK-1", modality="SEG")
-    client.pull(seg_record.series_uid, tmp_path / "seg")
-    seg = hd.seg.segread(next((tmp_path / "seg").glob("*.dcm")))
-    description = seg.get_segment_description(1)
-    assert (description.segment_label, description.algorithm_type.value) == ("liver", "MANUAL")
-    assert int(seg.pixel_array.sum()) == int(model_output.sum()) + 1
+    sent = {}
+    for record in client.search(patient_id="DOCK-1", modality="SEG"):
+        [path] = client.pull(record.series_uid, tmp_path / record.series_uid)
+        seg = hd.seg.segread(path)
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == str(pydicom.dcmread(paths[0]).SeriesInstanceUID)
+        descriptions = [seg.get_segment_description(n) for n in seg.segment_numbers]
+        sent[descriptions[0].algorithm_type.value] = {d.segment_label for d in descriptions}
+    assert "liver" in sent["AUTOMATIC"] and sent["MANUAL"] == sent["AUTOMATIC"] - {"liver"}
 
 
 def test_wrong_password_is_a_notification_not_a_crash(make_napari_viewer, qtbot, orthanc_auth):
