@@ -71,6 +71,18 @@ def test_pacs_to_napari_to_model_to_corrected_seg_to_pacs(make_napari_viewer, qt
         sent[descriptions[0].algorithm_type.value] = {d.segment_label for d in descriptions}
     assert "liver" in sent["AUTOMATIC"] and sent["MANUAL"] == sent["AUTOMATIC"] - {"liver"}
 
+    # Opening a SEG row brings its source series along (from the cache) and the labels on it.
+    viewer.layers.clear()
+    widget.modality_combo.setCurrentText("SEG")
+    widget.search()
+    wait(qtbot, widget)
+    assert widget.table.rowCount() == 2
+    widget.open_selected()
+    wait(qtbot, widget)
+    assert [layer._type_string for layer in viewer.layers] == ["image", "labels"]
+    np.testing.assert_array_equal(viewer.layers[1].affine.affine_matrix, case.image.napari_affine())
+    assert int(np.asarray(viewer.layers[1].data).max()) >= 1
+
 
 def test_wrong_password_is_a_notification_not_a_crash(make_napari_viewer, qtbot, orthanc_auth):
     widget = PacsWidget(make_napari_viewer())

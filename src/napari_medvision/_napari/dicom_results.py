@@ -89,3 +89,30 @@ def layer_to_seg(layer, output: Path, source_folder: Path, data=None) -> Path:
     algorithm = None if edited or not model else Algorithm(str(model))
     return write_dicom_seg(label, source, output, names, colors=colors, algorithm=algorithm,
                            description=f"{layer.name}"[:64])
+
+
+def pacs_series_layers(client, record):
+    """Generator: retrieve a series a PACS search found (cached) and return its layer data.
+
+    An image series gives its image layer and the results stored beside it; a SEG or RTSTRUCT
+    series also retrieves the series it refers to, so its labels open on their images. Yields
+    ``(received, expected)`` per instance retrieved.
+    """
+    from ..core.dicom.locate import referenced_series_uid
+    from ..core.dicom.pacs_cache import iter_cached_series
+    from ..core.io import read_volume
+    from .reader import volume_layer_data
+
+    folder = yield from iter_cached_series(client, record.series_uid)
+    if record.modality not in RESULT_KINDS:
+        volume = read_volume(folder, series_uid=record.series_uid)
+        return [volume_layer_data(volume, record.description or record.modality)] + [
+            seg_layer_data(path, folder) for path in folder_results(folder)]
+    layers = []
+    for path in folder_results(folder):
+        source_uid = referenced_series_uid(path)
+        source = yield from iter_cached_series(client, source_uid)
+        image = read_volume(source, series_uid=source_uid)
+        layers += [volume_layer_data(image, image.metadata.get("series_description") or "image"),
+                   seg_layer_data(path, source)]
+    return layers

@@ -29,11 +29,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.dicom.dicomweb import PacsClient, PacsCredentials
-from ..core.dicom.pacs_cache import iter_cached_series
 from ..core.errors import MedvisionError
-from ..core.io import read_volume
-from .._napari.dicom_results import folder_results, layer_source_folder, layer_to_seg, seg_layer_data
-from .._napari.reader import volume_layer_data
+from .._napari.dicom_results import layer_source_folder, layer_to_seg, pacs_series_layers
 from .workers import report_error, start_worker
 
 COLUMNS = ("Patient", "Date", "Modality", "Description", "Images")
@@ -177,16 +174,9 @@ class PacsWidget(QWidget):
             return None
         record = self.records[rows[0].row()]
         client = self.client()
-
-        def retrieve_and_read():
-            folder = yield from iter_cached_series(client, record.series_uid)
-            is_image = record.modality not in ("SEG", "RTSTRUCT")
-            volume = read_volume(folder, series_uid=record.series_uid) if is_image else None
-            layers = [volume_layer_data(volume, record.description or record.modality)] if volume else []
-            return layers + [seg_layer_data(path, folder) for path in folder_results(folder)]
-
-        return self._run(retrieve_and_read, on_result=self._add_layers, description="Retrieving",
-                         total=record.instances)
+        image_series = record.modality not in ("SEG", "RTSTRUCT")
+        return self._run(pacs_series_layers, client, record, on_result=self._add_layers, description="Retrieving",
+                         total=record.instances if image_series else None)
 
     def _add_layers(self, layers) -> None:
         for data, kwargs, kind in layers:

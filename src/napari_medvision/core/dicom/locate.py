@@ -45,3 +45,19 @@ def dicom_modality(path: Path) -> str | None:
     except (pydicom.errors.InvalidDicomError, OSError, ValueError, TypeError):
         return None
     return str(ds.get("Modality", "")) or None
+
+
+def referenced_series_uid(path: Path) -> str:
+    """The image series a SEG or RTSTRUCT file refers to.
+
+    Raises:
+        UnreadableFileError: the file names no referenced series.
+    """
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    try:
+        if ds.get("Modality") == "RTSTRUCT":
+            study = ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
+            return str(study.RTReferencedSeriesSequence[0].SeriesInstanceUID)
+        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    except (AttributeError, IndexError):
+        raise UnreadableFileError(f"'{path.name}' names no referenced image series") from None
