@@ -71,6 +71,10 @@ def test_pacs_errors_are_one_line_without_credentials(orthanc_auth, tmp_path, ca
     assert "wrong-password-1" not in err
     monkeypatch.setenv("MEDVISION_PACS_PASSWORD", PASSWORD)
     assert cli(capsys, "pacs", "push", "--url", url, "--user", USER, tmp_path / "ct")[0] == 0
+    for filters, expected in (([], 1), (["--name", "Phantom*", "--date", "20260101-20260131"], 1),
+                              (["--date", "20250101"], 0), (["--modality", "MR"], 0)):
+        code, out, _ = cli(capsys, "pacs", "search", "--url", url, "--user", USER, *filters, "--json")
+        assert code == 0 and len(json.loads(out)) == expected, filters
     code, _, err = cli(capsys, "pacs", "pull", "--url", url, "--user", USER, "--series", "1.2.3.4.5",
                        "--output", tmp_path / "none")
     assert code == 2 and "1.2.3.4.5 is not on the PACS" in err and PASSWORD not in err

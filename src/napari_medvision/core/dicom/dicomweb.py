@@ -55,12 +55,27 @@ class PacsCredentials:
         return cls(user or None, os.environ.get(PASSWORD_ENV) or None, os.environ.get(TOKEN_ENV) or None)
 
     def session(self) -> requests.Session:
-        session = requests.Session()
+        session = _QidoSession()
         if self.user:
             session.auth = (self.user, self.password or "")
         elif self.token:
             session.headers["Authorization"] = f"Bearer {self.token}"
         return session
+
+
+class _QidoSession(requests.Session):
+    """A session that sends QIDO wildcards as ``*``.
+
+    dicomweb-client percent-encodes ``*`` in query values (``%2A``); RFC 3986 makes the two
+    equivalent, but Orthanc 1.10 then matches a literal asterisk and a ``Smith*`` search finds
+    nothing (measured). ``*`` is allowed as it is in a query, so it is sent unencoded.
+    """
+
+    def send(self, request, **kwargs):
+        if request.url and "?" in request.url:
+            base, _, query = request.url.partition("?")
+            request.url = f"{base}?{query.replace('%2A', '*')}"
+        return super().send(request, **kwargs)
 
 
 @dataclass(frozen=True)
