@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core.dicom.locate import dicom_modality, result_files
 from ..core.errors import MedvisionError
-from .layers import labels_layer_data, layer_volume
+from .layers import image_layer_data, labels_layer_data, layer_volume
 
 #: What a layer read from a DICOM result remembers: the referenced series (for "Send to PACS").
 SOURCE_SERIES_KEY = "dicom_series_uid"
@@ -101,18 +101,17 @@ def pacs_series_layers(client, record):
     from ..core.dicom.locate import referenced_series_uid
     from ..core.dicom.pacs_cache import iter_cached_series
     from ..core.io import read_volume
-    from .reader import volume_layer_data
 
     folder = yield from iter_cached_series(client, record.series_uid)
     if record.modality not in RESULT_KINDS:
         volume = read_volume(folder, series_uid=record.series_uid)
-        return [volume_layer_data(volume, record.description or record.modality)] + [
+        return [image_layer_data(volume, record.description or record.modality)] + [
             seg_layer_data(path, folder) for path in folder_results(folder)]
     layers = []
     for path in folder_results(folder):
         source_uid = referenced_series_uid(path)
         source = yield from iter_cached_series(client, source_uid)
         image = read_volume(source, series_uid=source_uid)
-        layers += [volume_layer_data(image, image.metadata.get("series_description") or "image"),
+        layers += [image_layer_data(image, image.metadata.get("series_description") or "image"),
                    seg_layer_data(path, source)]
     return layers
