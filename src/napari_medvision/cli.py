@@ -26,6 +26,7 @@ from ._cli_checks import positive_int as _positive_int
 from ._cli_ddp import add_ddp_options, cmd_finetune_group, wants_group
 from ._cli_batch import add_batch_options, cmd_infer_batch, wants_batch
 from ._cli_interact import add_interact_command
+from ._cli_dicom import add_dicom_commands, infer_dicom_reference, write_infer_result
 from ._cli_models import add_model_commands
 from ._cli_rank import add_rank_command
 from ._cli_server import add_server_options, cmd_finetune_server, cmd_infer_server, cmd_models_server
@@ -126,7 +127,9 @@ def cmd_infer(args) -> int:
     if wants_batch(args):
         return cmd_infer_batch(args)
     bundle = find_model(args.model, trusted=args.trust)
-    check_infer_output(args.output, bundle.task)
+    dicom_reference = infer_dicom_reference(args, bundle.task)  # --output OUT.dcm: a DICOM-SEG
+    if dicom_reference is None:
+        check_infer_output(args.output, bundle.task)
     bundle.check_trust()
     if args.tta and args.no_tta:
         raise MedvisionError("--tta and --no-tta contradict each other: give one")
@@ -146,7 +149,9 @@ def cmd_infer(args) -> int:
     if bundle.task == "segmentation":
         record.update(labels={str(k): v for k, v in result.label_names.items()}, volumes_ml=result.volumes_ml,
                       seconds=round(result.seconds, 3))
-        if args.output:
+        if args.output and dicom_reference is not None:
+            write_infer_result(result, dicom_reference, bundle, args.output)
+        elif args.output:
             write_volume(result.labels, args.output, labels=True)
     elif bundle.task == "classification":
         record.update(probabilities=result.probabilities, prediction=result.prediction,
@@ -461,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_commands(commands)
     add_interact_command(commands)
     add_rank_command(commands)
+    add_dicom_commands(commands)
 
     demo = commands.add_parser("demo", help="open napari with a sample study and the plugin's docks")
     demo.set_defaults(run=cmd_demo)

@@ -17,6 +17,7 @@ from ..core.errors import FourDimensionalError, MedvisionError
 from ..core.io import read_volume
 from ..core.io.dicom import is_dicom_file
 from ..core.io.reader import DICOM_EXTENSIONS, VOLUME_EXTENSIONS
+from .dicom_results import folder_results, is_dicom_result, seg_layer_data
 from .layers import image_layer_data, labels_layer_data, looks_like_label_map
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ def read_study(path) -> list[tuple]:
     layers = []
     for item in [path] if isinstance(path, (str, Path)) else path:
         try:
+            if is_dicom_result(Path(item)):  # a DICOM-SEG / RTSTRUCT: labels on its source series
+                layers.append(seg_layer_data(Path(item)))
+                continue
             volume = _read_with_first_frame(Path(item))
         except MedvisionError as exc:
             show_error(f"napari-medvision: {exc}")
@@ -58,7 +62,21 @@ def read_study(path) -> list[tuple]:
         for warning in volume.warnings:
             show_warning(f"{Path(item).name}: {warning}")
         layers.append(volume_layer_data(volume, _display_name(Path(item))))
+        layers += _results_in_folder(Path(item))
     return layers or [(None,)]
+
+
+def _results_in_folder(folder: Path) -> list[tuple]:
+    """Labels layers for the DICOM-SEG / RTSTRUCT files beside a series; one that does not fit is reported."""
+    from napari.utils.notifications import show_error
+
+    layers = []
+    for path in folder_results(folder):
+        try:
+            layers.append(seg_layer_data(path, folder))
+        except MedvisionError as exc:
+            show_error(f"napari-medvision: {path.name}: {exc}")
+    return layers
 
 
 def _read_with_first_frame(path: Path):

@@ -25,6 +25,8 @@ _TAGS = {"modality": "0008|0060", "series_description": "0008|103e", "series_uid
 _POSITION, _ORIENTATION = "0020|0032", "0020|0037"
 #: Relative difference between slice gaps above which we warn about a missing slice.
 _GAP_TOLERANCE = 0.01
+#: DICOM objects that are results, not images (read by core/dicom/): never listed as an image series.
+RESULT_MODALITIES = ("SEG", "RTSTRUCT", "SR", "PR", "RTPLAN", "RTDOSE", "KO")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ def list_dicom_series(folder: str | Path) -> list[DicomSeries]:
             try:
                 tags = dicom_tags(_header(files[0]))
             except RuntimeError:
+                continue
+            if tags["modality"] in RESULT_MODALITIES:
                 continue
             found.append(DicomSeries(uid, tuple(files), tags["series_description"] or "", tags["modality"]))
     if not found:
