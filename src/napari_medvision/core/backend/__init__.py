@@ -1,0 +1,11 @@
+"""Compute backends: where the docks' jobs (inference, fine-tuning, any named core function) run.
+
+See :mod:`.base` for the interface and its conventions.
+"""
+
+from .base import (CANCEL_SECONDS, FINETUNE, RUN_MODEL, BackendError, ComputeBackend, Job, WorkerDiedError, drive,
+                   resolve)
+from .inprocess import InProcessBackend
+
+__all__ = ["CANCEL_SECONDS", "FINETUNE", "RUN_MODEL", "BackendError", "ComputeBackend", "InProcessBackend", "Job",
+           "WorkerDiedError", "drive", "resolve"]
