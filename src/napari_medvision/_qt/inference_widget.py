@@ -278,7 +278,8 @@ class InferenceWidget(QWidget):
                        uncertainty=self.uncertainty_check.isChecked(), min_component_mm3=self.cleanup_spin.value(),
                        score_threshold=self.score_spin.value() or None, explain=self.explain_check.isChecked())
         try:
-            engine = _with_layers(_with_trust(self.backend.run_model(bundle, volume, **options), bundle, self._forget(bundle)),
+            job = self.backend.run_model(bundle, volume, **options)
+            engine = _with_layers(_with_trust(job, bundle, self._forget(bundle)),
                                   bundle, volume[0] if isinstance(volume, list) else volume)
         except MedvisionError as exc:
             report_error(exc)
