@@ -124,3 +124,23 @@ def test_transfer_maps_big_arrays_and_leaves_no_files(tmp_path):
     assert list(tmp_path.iterdir()) == []
     np.testing.assert_array_equal(back["big"], arrays["big"])
     np.testing.assert_array_equal(back["small"], arrays["small"])
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_worker(tmp_path):
+    """spawn re-runs the parent's main script in the child; a napari script ending in napari.run()
+    would then open a second viewer inside the worker."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import numpy as np\n"
+        f"open({str(marker)!r}, 'a').write('ran\\n')\n"
+        "from napari_medvision.core.backend import WorkerBackend, drive\n"
+        "backend = WorkerBackend()\n"
+        "print(drive(backend.run('napari_medvision.core.metrics:dice', np.ones(4, bool), np.ones(4, bool))))\n"
+        "backend.close()\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "1.0" and marker.read_text() == "ran\n"

@@ -16,12 +16,15 @@ data is untouched, since the worker only ever had copies.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
+import types
 from multiprocessing.connection import wait
 
 from ..errors import CancelledError
@@ -81,7 +84,7 @@ class WorkerBackend(ComputeBackend):
             self._cancelled.add(job)
             if self._control is not None:
                 try:
-                    self._control.send(b"cancel")
+                    self._control.send(job)
                 except OSError:
                     pass
         timer = threading.Timer(self._grace, self._end_if_still_running, args=(job,))
@@ -232,7 +235,8 @@ class WorkerBackend(ComputeBackend):
         control_in, control_out = self._context.Pipe(duplex=False)
         process = self._context.Process(target=serve, args=(theirs, control_in, str(self._folder)),
                                         name="medvision-compute-worker")
-        process.start()
+        with _main_script_hidden():
+            process.start()
         theirs.close()
         control_in.close()
         self._process, self._connection, self._control, self._ready = process, ours, control_out, False
@@ -253,6 +257,24 @@ class WorkerBackend(ComputeBackend):
             process = self._process
         log.info("job %s did not stop within %.1f s of its cancel: ending the worker", job, self._grace)
         _end(process, grace=0.0)
+
+
+@contextlib.contextmanager
+def _main_script_hidden():
+    """Start the worker without it re-running the viewer's main script.
+
+    ``spawn`` runs the parent's ``__main__`` again in the child, so that functions defined there
+    unpickle. The worker needs none (its code is this package's), and a napari script without an
+    ``if __name__ == "__main__":`` guard (common: ``napari.run()`` at the bottom) would open a
+    second viewer inside the worker. The preparation data is taken during ``start()``, from
+    ``sys.modules["__main__"]``: an empty module stands in for those few milliseconds.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _end(process, grace: float) -> None:

@@ -5,8 +5,8 @@ torch threads). It pays the engines' imports once, says ``ready``, then serves j
 until told to close or until its parent goes away. Messages on ``connection`` (parent -> worker):
 ``("run", job_id, function, packed_arguments, environment)``, ``("close",)``; worker -> parent:
 ``("ready", pid)``, ``("progress", job_id, packed_item)``, ``("done", job_id, packed_result)``,
-``("error", job_id, description)``, ``("cancelled", job_id)``. Anything on ``control`` is a cancel
-of the current job, checked after every step of the job's generator.
+``("error", job_id, description)``, ``("cancelled", job_id)``. A job id on ``control`` cancels that
+job; it is checked after every step of the job's generator.
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ def serve(connection, control, folder: str) -> None:
 
 
 def _run(connection, control, folder: Path, job_id: int, function: str, packed, environment: dict) -> None:
-    while control.poll():   # a cancel that came after the previous job had ended
-        control.recv()
     _use_environment(environment)
     try:
         args, kwargs = transfer.unpack(packed)
@@ -54,8 +52,7 @@ def _run(connection, control, folder: Path, job_id: int, function: str, packed, 
         if inspect.isgenerator(outcome):
             steps, outcome = outcome, None
             while True:
-                if control.poll():
-                    control.recv()
+                if _cancelled(control, job_id):
                     steps.close()   # the engine's own clean-up (a fine-tune may keep its best epoch)
                     connection.send(("cancelled", job_id))
                     return
@@ -70,6 +67,14 @@ def _run(connection, control, folder: Path, job_id: int, function: str, packed, 
         connection.send(("error", job_id, describe(exc)))
         return
     connection.send(("done", job_id, result))
+
+
+def _cancelled(control, job_id: int) -> bool:
+    """Whether a cancel of this job has come (cancels of earlier jobs, come too late, are dropped)."""
+    cancelled = False
+    while control.poll():
+        cancelled = control.recv() == job_id or cancelled
+    return cancelled
 
 
 def _use_environment(environment: dict) -> None:
