@@ -11,7 +11,8 @@ worker path), warm run <= 1.1x in-process, RSS back within 200 MB. Needs a displ
 
     xvfb-run -a nice -n 10 .venv/bin/python benchmarks/responsiveness.py [--quick]
 
-``--quick``: one condition (quiet) and no fine-tuning, to check the script itself.
+``--quick``: one condition (quiet) and no fine-tuning, to check the script itself;
+``--training-only``: only the fine-tuning measurement.
 """
 
 from __future__ import annotations
@@ -225,12 +226,15 @@ def training(conditions) -> dict:
             for path in ("in-process", "worker"):
                 widget.backend = backends()[path]
                 ticker.ticks.clear()
+                start = time.perf_counter()
                 widget.start()
                 ticker.pump(until=lambda: widget.worker is None)
-                gaps = ticker.gaps_ms()
+                gaps, worst = ticker.gaps_ms(), int(np.argmax(ticker.gaps_ms()))
                 results[condition, path] = {"training": gaps.max(), "epochs": len(widget.plot.dices)}
                 widget.backend.close()
-                print(f"  fine-tuned {condition}, {path}", flush=True)
+                print(f"  fine-tuned {condition}, {path}: {time.perf_counter() - start:.0f} s, "
+                      f"{len(widget.plot.dices)} epochs, longest stall {gaps.max():.0f} ms "
+                      f"{ticker.ticks[worst] - start:.1f} s after Start", flush=True)
     viewer.close()
     return results
 
@@ -271,6 +275,9 @@ def report(results: dict, trains: dict, conditions) -> None:
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
     conditions = ("quiet",) if quick else ("quiet", "neighbour")
+    if "--training-only" in sys.argv:
+        training(conditions)
+        sys.exit(0)
     runs = inference(conditions)
     trains = {} if quick else training(conditions)
     report(runs, trains, conditions)
