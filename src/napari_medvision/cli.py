@@ -116,7 +116,7 @@ def cmd_trust(args) -> int:
 
 
 def cmd_infer(args) -> int:
-    from .core.inference import run_model
+    from .core.backend import InProcessBackend
     from .core.io import read_volume, write_volume
     from .core.models import find_model
 
@@ -137,12 +137,13 @@ def cmd_infer(args) -> int:
     for item in volumes:
         _warn(item.warnings)
     volume = volumes[0]
-    engine = run_model(bundle, volumes if len(volumes) > 1 or bundle.kind == "nnunet" else volume,
-                       device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-                       tta=False if args.no_tta else (args.tta or None), min_component_mm3=args.min_component_mm3,
-                       score_threshold=args.score_threshold, backend=args.backend, folds=args.folds,
-                       exact_postprocessing=args.exact_postprocessing or None,
-                       checkpoint=args.checkpoint)
+    engine = InProcessBackend().run_model(bundle, volumes if len(volumes) > 1 or bundle.kind == "nnunet" else volume,
+                                          device=args.device, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
+                                          tta=False if args.no_tta else (args.tta or None),
+                                          min_component_mm3=args.min_component_mm3,
+                                          score_threshold=args.score_threshold, backend=args.backend, folds=args.folds,
+                                          exact_postprocessing=args.exact_postprocessing or None,
+                                          checkpoint=args.checkpoint)
     result = _drive(engine, quiet=args.json)
     _warn(result.notes)
     record = {"task": bundle.task}
@@ -236,7 +237,8 @@ def _train_line(step) -> str | None:
 
 def cmd_finetune(args) -> int:
     from .core.models import find_bundle
-    from .core.training.finetune import FinetuneSettings, check_new_model_dir, finetune
+    from .core.backend import InProcessBackend
+    from .core.training.finetune import FinetuneSettings, check_new_model_dir
     from .core.training.versions import VersionStore
 
     if args.server:
@@ -252,7 +254,8 @@ def cmd_finetune(args) -> int:
                                 validation_cases=args.validation_cases or None)
     if wants_group(args):
         return cmd_finetune_group(args, bundle, store, output, settings, _drive_training)
-    job = finetune(bundle, store, VersionStore(output.parent), settings, device=args.device, output=output)
+    job = InProcessBackend().finetune(bundle, store, VersionStore(output.parent), settings, device=args.device,
+                                      output=output)
     result = _drive_training(job, quiet=args.json)
     summary = {"parent": str(bundle.path), **result.summary()}
     print(json.dumps(summary) if args.json else

@@ -9,6 +9,7 @@ from qtpy.QtWidgets import QMessageBox
 
 from napari_medvision._napari.layers import image_layer_data
 from napari_medvision._qt.inference_widget import InferenceWidget
+from napari_medvision.core.backend import InProcessBackend
 from napari_medvision.core.models import load_bundle
 from napari_medvision.core.phantom import generate_phantom
 from tests.bundles import classifier_bundle, detector_bundle, threshold_bundle, unet_bundle
@@ -112,7 +113,8 @@ def test_a_failure_inside_monai_is_reported_not_swallowed(setup, qtbot, tmp_path
         yield from ()
         raise RuntimeError("applying transform Orientationd")
 
-    monkeypatch.setattr("napari_medvision._qt.inference_widget.run_model", broken)
+    monkeypatch.setattr("napari_medvision.core.inference.run.run_model", broken)
+    widget.backend = InProcessBackend()   # the broken engine is this process's: compute here
     widget.set_bundles([load_bundle(threshold_bundle(tmp_path / "thr"))])
     run_and_wait(qtbot, widget)
     assert errors and "RuntimeError: applying transform" in errors[0]

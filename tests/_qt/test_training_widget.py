@@ -179,7 +179,7 @@ def test_the_options_form_is_what_fine_tuning_gets(widget, monkeypatch):
     from napari_medvision._qt import training_widget
 
     seen = []
-    monkeypatch.setattr(training_widget, "finetune", lambda bundle, store, versions, settings: seen.append(settings))
+    monkeypatch.setattr(widget.backend, "finetune", lambda bundle, store, versions, settings: seen.append(settings))
     monkeypatch.setattr(training_widget, "start_engine", lambda job, **handlers: None)   # nothing runs
     for name, value in {"epochs": 7, "max_minutes": 1.5, "correction_weight": 2.0, "keep_best_on_cancel": True}.items():
         widget.options[name].value = value

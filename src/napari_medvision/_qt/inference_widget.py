@@ -24,11 +24,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.backend import shared_backend
 from ..core.errors import MedvisionError, UntrustedCodeError
-from ..core.inference import run_model
 from ..core.models import Bundle, list_models, load_model, trust_store
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
+from .restart_offer import RestartOffer
 from .task_options import show_task_options
 from .workers import report_error, start_engine, start_worker, warm_up_in_background
 
@@ -43,6 +44,7 @@ class InferenceWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
+        self.backend = shared_backend("inference")  # where models run (core/backend)
         self.bundles: list = []  # models of any kind (core/models/interface.py)
         self.channel_combos: list[QComboBox] = []
         self._build()
@@ -93,6 +95,7 @@ class InferenceWidget(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.restart_offer = RestartOffer(self)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["", ""])
         self.table.verticalHeader().setVisible(False)
@@ -133,6 +136,7 @@ class InferenceWidget(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.restart_offer)
         layout.addWidget(self.table, 1)
 
         self.model_combo.currentIndexChanged.connect(self._show_card)
@@ -274,7 +278,8 @@ class InferenceWidget(QWidget):
                        uncertainty=self.uncertainty_check.isChecked(), min_component_mm3=self.cleanup_spin.value(),
                        score_threshold=self.score_spin.value() or None, explain=self.explain_check.isChecked())
         try:
-            engine = _with_layers(_with_trust(run_model(bundle, volume, **options), bundle, self._forget(bundle)),
+            job = self.backend.run_model(bundle, volume, **options)
+            engine = _with_layers(_with_trust(job, bundle, self._forget(bundle)),
                                   bundle, volume[0] if isinstance(volume, list) else volume)
         except MedvisionError as exc:
             report_error(exc)
@@ -295,6 +300,7 @@ class InferenceWidget(QWidget):
     def cancel(self) -> None:
         if self.worker is not None:
             self.worker.quit()
+            self.backend.cancel()
             self.status.setText("cancelled: no layer was changed")
 
     def _image_layer(self) -> Image | None:
@@ -324,6 +330,7 @@ class InferenceWidget(QWidget):
                 self.run(trusted=True)
             return
         report_error(exc)
+        self.restart_offer.offer_if_died(exc)
 
     def _on_result(self, result, layers: list, table: tuple, bundle: Bundle) -> None:
         from qtpy.QtCore import QTimer

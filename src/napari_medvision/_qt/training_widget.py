@@ -25,15 +25,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.backend import shared_backend
 from ..core.errors import MedvisionError
 from ..core.metrics import dice
 from ..core.models import Bundle, list_bundles
 from ..core.training import CaseStore
-from ..core.training.finetune import FinetuneSettings, finetune
+from ..core.training.finetune import FinetuneSettings
 from ..core.training.versions import VersionStore
 from .._napari.layers import image_layer_data, labels_layer_data, layer_volume
 from .._napari.results import MODEL_OUTPUT_KEY
 from .loss_plot import LossPlot
+from .restart_offer import RestartOffer
 from .saving import BackgroundWrites, LabelAutosave, snapshot
 from .workers import report_error, start_engine, warm_up_in_background
 
@@ -48,6 +50,7 @@ class TrainingWidget(QWidget):
         self.viewer = napari_viewer
         self.store: CaseStore | None = None
         self.worker = None
+        self.backend = shared_backend("training")  # where fine-tuning runs (core/backend)
         self.writes = BackgroundWrites()           # cases and auto-saves being written
         self.autosaver = LabelAutosave(self.writes)
         self.base_bundles: list[Bundle] = []
@@ -87,6 +90,7 @@ class TrainingWidget(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.restart_offer = RestartOffer(self)
         self.plot = LossPlot()
         self.version_list = QListWidget()
         self.use_button, self.rollback_button = QPushButton("Use"), QPushButton("Roll back")
@@ -125,6 +129,7 @@ class TrainingWidget(QWidget):
         tform.addRow(row)
         tform.addRow(self.progress)
         tform.addRow(self.status)
+        tform.addRow(self.restart_offer)
         tform.addRow(self.plot)
 
         versions = QGroupBox("Versions")
@@ -324,7 +329,7 @@ class TrainingWidget(QWidget):
             return None
         settings = FinetuneSettings(**{name: option.value for name, option in self.options.items()})
         self.plot.clear()
-        job = finetune(bundle, self.store, versions, settings)
+        job = self.backend.finetune(bundle, self.store, versions, settings)
         self._set_running(True)
         self.worker = start_engine(job, on_progress=self._on_progress, on_result=self._on_finished,
                                    on_error=self._on_error, on_finished=lambda: self._set_running(False),
@@ -335,6 +340,7 @@ class TrainingWidget(QWidget):
     def cancel(self) -> None:
         if self.worker is not None:
             self.worker.quit()
+            self.backend.cancel()
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -363,6 +369,7 @@ class TrainingWidget(QWidget):
     def _on_error(self, exc: BaseException) -> None:
         self.status.setText("failed: cases and versions are unchanged")
         report_error(exc)
+        self.restart_offer.offer_if_died(exc)
 
     def _on_aborted(self) -> None:
         # The engine finishes its cancel (maybe writing a kept version) in the background.
@@ -372,8 +379,6 @@ class TrainingWidget(QWidget):
     # --- compare -----------------------------------------------------------------
     def compare(self, first: str | None = None, second: str | None = None):
         """Run two versions (default: the last two) on the chosen image; Dice between them and the labels."""
-        from ..core.inference import segment
-
         versions, layer = self.versions(), self._layer(self.image_combo, Image)
         try:
             if versions is None or layer is None:
@@ -389,7 +394,7 @@ class TrainingWidget(QWidget):
         def job():
             results = []
             for bundle in bundles:
-                results.append((yield from segment(bundle, volume)))
+                results.append((yield from self.backend.run_model(bundle, volume)))
             return results
 
         def show(results):

@@ -9,7 +9,7 @@ from typing import Callable
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
-from ..core.errors import MedvisionError
+from ..core.errors import CancelledError, MedvisionError
 from ..core.priority import on_own_thread
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,17 @@ def start_engine(generator, *, on_result: Callable, on_progress: Callable, on_er
     def close_engine():
         threading.Thread(target=engine.close, name="medvision-cancel", daemon=True).start()
 
+    failed = on_error or report_error
+
+    def errored(exc):
+        if isinstance(exc, CancelledError):   # a backend's cancel ends its job so: an abort, not a failure
+            if on_aborted is not None:
+                on_aborted()
+            return
+        failed(exc)
+
     connect = {"yielded": on_progress, "returned": on_result,
-               "aborted": [close_engine] + ([on_aborted] if on_aborted else []),
-               "errored": on_error or report_error}
+               "aborted": [close_engine] + ([on_aborted] if on_aborted else []), "errored": errored}
     if on_finished is not None:
         connect["finished"] = on_finished
     return create_worker(run, _connect=connect)  # starts after every handler is connected

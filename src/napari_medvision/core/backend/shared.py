@@ -1,0 +1,40 @@
+"""The backends the docks share: one per role, made on first use, for the life of the process.
+
+Each dock asks for its own role ("inference", "training"), so a fine-tune and a run of the
+Run-model dock can go on at once, each in its own warm worker. ``MEDVISION_COMPUTE=inprocess``
+computes in the viewer's own process instead (the fallback where worker processes cannot start).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from .base import ComputeBackend
+
+_BACKENDS: dict[str, ComputeBackend] = {}
+_LOCK = threading.Lock()
+
+
+def shared_backend(role: str = "default") -> ComputeBackend:
+    """The process-wide backend for ``role`` (a worker process unless ``MEDVISION_COMPUTE=inprocess``)."""
+    with _LOCK:
+        if role not in _BACKENDS:
+            if os.environ.get("MEDVISION_COMPUTE", "worker").lower() == "inprocess":
+                from .inprocess import InProcessBackend
+
+                _BACKENDS[role] = InProcessBackend()
+            else:
+                from .local_worker import WorkerBackend
+
+                _BACKENDS[role] = WorkerBackend()
+        return _BACKENDS[role]
+
+
+def close_shared_backends() -> None:
+    """Close every shared backend (their worker processes end)."""
+    with _LOCK:
+        backends = list(_BACKENDS.values())
+        _BACKENDS.clear()
+    for backend in backends:
+        backend.close()

@@ -1,0 +1,104 @@
+"""The compute worker process: runs named core functions for a :class:`~.local_worker.WorkerBackend`.
+
+Started with the ``spawn`` method (a fresh interpreter, never a fork of a process running Qt or
+torch threads). It pays the engines' imports once, says ``ready``, then serves jobs one at a time
+until told to close or until its parent goes away. Messages on ``connection`` (parent -> worker):
+``("run", job_id, function, packed_arguments, environment)``, ``("close",)``; worker -> parent:
+``("ready", pid)``, ``("progress", job_id, packed_item)``, ``("done", job_id, packed_result)``,
+``("error", job_id, description)``, ``("cancelled", job_id)``. A job id on ``control`` cancels that
+job; it is checked after every step of the job's generator.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from pathlib import Path
+
+from . import transfer
+from .base import resolve
+from .remote_errors import describe
+
+log = logging.getLogger(__name__)
+_ENV_PREFIX = "MEDVISION_"
+
+
+def serve(connection, control, folder: str) -> None:
+    """The worker's main loop (the target of the worker process)."""
+    logging.basicConfig(level=logging.WARNING, format="medvision worker: %(levelname)s %(name)s: %(message)s")
+    _lower_priority()
+    _warm_up()
+    connection.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return   # the viewer went away
+        if message[0] != "run":
+            return
+        _, job_id, function, packed, environment = message
+        try:
+            _run(connection, control, Path(folder), job_id, function, packed, environment)
+        except (BrokenPipeError, OSError):
+            return
+
+
+def _run(connection, control, folder: Path, job_id: int, function: str, packed, environment: dict) -> None:
+    _use_environment(environment)
+    try:
+        args, kwargs = transfer.unpack(packed)
+        outcome = resolve(function)(*args, **kwargs)
+        if inspect.isgenerator(outcome):
+            steps, outcome = outcome, None
+            while True:
+                if _cancelled(control, job_id):
+                    steps.close()   # the engine's own clean-up (a fine-tune may keep its best epoch)
+                    connection.send(("cancelled", job_id))
+                    return
+                try:
+                    item = next(steps)
+                except StopIteration as stop:
+                    outcome = stop.value
+                    break
+                connection.send(("progress", job_id, transfer.pack(item, folder)))
+        result = transfer.pack(outcome, folder)
+    except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller as itself
+        connection.send(("error", job_id, describe(exc)))
+        return
+    connection.send(("done", job_id, result))
+
+
+def _cancelled(control, job_id: int) -> bool:
+    """Whether a cancel of this job has come (cancels of earlier jobs, come too late, are dropped)."""
+    cancelled = False
+    while control.poll():
+        cancelled = control.recv() == job_id or cancelled
+    return cancelled
+
+
+def _use_environment(environment: dict) -> None:
+    """The viewer's ``MEDVISION_*`` settings (trust file, model folders) as they are for this job."""
+    for name in [n for n in os.environ if n.startswith(_ENV_PREFIX) and n not in environment]:
+        del os.environ[name]
+    os.environ.update(environment)
+
+
+def _lower_priority() -> None:
+    """Below the viewer, for the whole process: threads started later (torch's) inherit it."""
+    from ..priority import NICE
+
+    if hasattr(os, "nice"):
+        try:
+            os.nice(NICE)
+        except OSError:
+            pass
+
+
+def _warm_up() -> None:
+    """The engines' imports and MONAI's component scan, before the first job asks for them."""
+    from ..inference import run_model  # noqa: F401 - imported for its side effect: loaded once
+    from ..models.bundle import warm_up
+    from ..training.finetune import finetune  # noqa: F401
+
+    warm_up()
