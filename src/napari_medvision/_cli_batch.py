@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from ._cli_util import drive
 from .core.errors import MedvisionError
 
 FORMATS = (".nii.gz", ".nrrd", ".mha", ".nii")
@@ -59,7 +60,7 @@ def cmd_infer_batch(args) -> int:
                    checkpoint=args.checkpoint, exact_postprocessing=args.exact_postprocessing or None)
     job = run_batch(bundle, studies, out_dir, ext=args.format, shard=shard,
                     options={k: v for k, v in options.items() if v is not None})
-    report = _drive(job, quiet=args.json)
+    report = drive(job, quiet=args.json, shown=lambda text: text.startswith("study "))  # not every window
     record = {"task": bundle.task, "model": bundle.name, "shard": f"{shard[0]}/{shard[1]}",
               "summary": str(out_dir / "summary.json"), **report.summary()}
     if args.json:
@@ -71,14 +72,3 @@ def cmd_infer_batch(args) -> int:
         if study["status"] == "failed":
             print(f"error: study {name} failed: {study['error']}", file=sys.stderr)
     return 1 if record["failed"] else 0
-
-
-def _drive(job, quiet: bool):
-    """Run the batch generator, printing each study's start (not every window) on stderr."""
-    while True:
-        try:
-            step = next(job)
-        except StopIteration as stop:
-            return stop.value
-        if not quiet and step.message.startswith("study "):
-            print(f"{step.message}...", file=sys.stderr)

@@ -7,9 +7,9 @@ every user of the machine and kept in shell histories).
 from __future__ import annotations
 
 import json
-import sys
 
 from ._cli_util import _warn
+from ._cli_util import drive as _drive
 from .core.errors import MedvisionError
 
 
@@ -84,16 +84,3 @@ def cmd_finetune_server(args) -> int:
           f"trained {result['model']} on {result['server']} with {result['cases']} cases: "
           f"{result['metric_name']} {result['metric']}")
     return 0
-
-
-def _drive(job, quiet: bool):
-    last = None
-    while True:
-        try:
-            step = next(job)
-        except StopIteration as stop:
-            return stop.value
-        text = step if isinstance(step, str) else step.message
-        if not quiet and text != last:
-            print(f"{text}...", file=sys.stderr)
-        last = text

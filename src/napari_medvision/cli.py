@@ -31,6 +31,9 @@ from ._cli_models import add_model_commands
 from ._cli_rank import add_rank_command
 from ._cli_server import add_server_options, cmd_finetune_server, cmd_infer_server, cmd_models_server
 from ._cli_util import _warn
+from ._cli_util import drive as _drive
+from ._cli_util import drive_training as _drive_training
+from ._cli_util import train_line as _train_line
 from .core.errors import MedvisionError
 
 
@@ -174,19 +177,6 @@ def cmd_infer(args) -> int:
     return 0
 
 
-def _drive(engine, quiet: bool):
-    """Run an engine generator, printing each new stage on stderr; returns its result."""
-    last = None
-    while True:
-        try:
-            step = next(engine)
-        except StopIteration as stop:
-            return stop.value
-        if not quiet and step.message != last:
-            print(f"{step.message}...", file=sys.stderr)
-            last = step.message
-
-
 def _describe(record: dict) -> str:
     lines = [f"task: {record['task']}"]
     if "volumes_ml" in record:
@@ -225,14 +215,6 @@ def cmd_train(args) -> int:
             last = text
     print(json.dumps(metrics.get("held_out", metrics)))
     return 0
-
-
-def _train_line(step) -> str | None:
-    if step.val_dice is not None:
-        return f"epoch {step.epoch}/{step.max_epochs}: loss {step.loss:.4f}, validation Dice {step.val_dice:.4f}"
-    if step.step == step.steps:
-        return f"epoch {step.epoch}/{step.max_epochs}: loss {step.loss:.4f}"
-    return None
 
 
 def cmd_finetune(args) -> int:
@@ -317,25 +299,6 @@ def _describe_versions(action: str, record, store) -> str:
                  for name, r in record["versions"].items()]
         return "\n".join(lines + [f"better: {record['better'] or 'neither'} (on {record['cases']} cases)"])
     return f"deleted {record['deleted']}" if action == "delete" else f"in use: {record['in_use']}"
-
-
-def _drive_training(job, quiet: bool):
-    """Run a training / evaluation generator, printing its stages and epochs on stderr."""
-    last = None
-    while True:
-        try:
-            step = next(job)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(step, str):
-            text = step
-        elif hasattr(step, "val_dice"):
-            text = _train_line(step)
-        else:
-            text = getattr(step, "message", None)
-        if text and text != last and not quiet:
-            print(text, file=sys.stderr)
-        last = text or last
 
 
 def cmd_demo(args) -> int:
