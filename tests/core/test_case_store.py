@@ -124,3 +124,44 @@ def test_several_cases_with_edit_masks(tmp_path):
         store.add_case(f"c{number}", image, label, model_output=label.with_array(np.zeros(label.shape, np.uint8)))
     assert store.case_ids() == ["c1", "c2"]
     np.testing.assert_array_equal(store.read_edits("c2").array, (case(2)[1].array != 0).astype(np.uint8))
+
+
+def test_replacing_a_case_without_edits_drops_its_stale_edit_mask(tmp_path):
+    store = CaseStore.create(tmp_path / "s", LABELS)
+    image, label = case()
+    store.add_case("c", image, label, model_output=label.with_array(np.zeros(label.shape, np.uint8)))
+    assert store.edit_path("c").exists()
+    store.add_case("c", image, label)           # corrected again, this time from scratch
+    assert store.read_edits("c") is None, "an edit mask of the old label would mislead fine-tuning"
+    assert store.case_ids() == ["c"]
+    assert not list((store.root / ".staging").iterdir()), "staged files are cleaned up"
+
+
+def test_a_process_killed_while_replacing_a_case_never_shows_a_new_label_beside_the_old_image(tmp_path):
+    store = CaseStore.create(tmp_path / "s", LABELS)
+    image, label = case(shape=(4, 6, 8))
+    store.add_case("c", image, label)
+    # The process dies just before the new label is published (the 4th rename: two staged files,
+    # then the image, then the label); the new image has another grid than the old label.
+    code = textwrap.dedent(f"""
+        import os
+        import numpy as np
+        from napari_medvision.core.training import CaseStore
+        from napari_medvision.core.volume import Volume
+        real, count = os.replace, []
+        def dying_replace(*args):
+            count.append(1)
+            if len(count) == 4:
+                os._exit(9)
+            real(*args)
+        os.replace = dying_replace
+        image = Volume(np.zeros((5, 6, 8), np.int16), (0.75, 0.5, 3.0))
+        CaseStore({str(store.root)!r}).add_case("c", image, image.with_array(np.ones((5, 6, 8), np.uint8)))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert result.returncode == 9, result.stderr
+    assert store.case_ids() == [], "a case whose label and image come from two different adds is hidden"
+    assert store.incomplete_cases() == {"c": "no label file"}
+    store.add_case("c", image, label)            # the next add repairs it
+    assert store.case_ids() == ["c"]
+    store.check_geometry("c")

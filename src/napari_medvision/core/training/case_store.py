@@ -6,14 +6,19 @@
     ROOT/imagesTr/<case>_0000.nii.gz
     ROOT/labelsTr/<case>.nii.gz      (same geometry as its image)
 
-A case counts only when both files exist; each file is written atomically and the
-label is written before the image, so a crash never leaves a half case visible.
+A case counts only when both files exist. A case is written whole into a staging folder
+(``ROOT/.staging``) first, then published by renames with its label last; replacing a case hides
+the old one (its label goes first), so a crash never leaves a half case, nor a new label beside an
+old image, visible.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +118,7 @@ class CaseStore:
     def case_ids(self) -> list[str]:
         """Complete cases (image and label both present), sorted."""
         ids = []
-        for label in sorted(self.labels_dir.glob(f"*{FILE_ENDING}")):
+        for label in _listed(self.labels_dir, f"*{FILE_ENDING}"):
             case_id = label.name[: -len(FILE_ENDING)]
             if self.image_path(case_id).exists():
                 ids.append(case_id)
@@ -122,11 +127,11 @@ class CaseStore:
     def incomplete_cases(self) -> dict[str, str]:
         """Cases with only one of their two files: ``{case: "no label file" | "no image file"}``."""
         found = {}
-        for image in sorted(self.images_dir.glob(f"*_0000{FILE_ENDING}")):
+        for image in _listed(self.images_dir, f"*_0000{FILE_ENDING}"):
             case_id = image.name[: -len(f"_0000{FILE_ENDING}")]
             if not self.label_path(case_id).exists():
                 found[case_id] = "no label file"
-        for label in sorted(self.labels_dir.glob(f"*{FILE_ENDING}")):
+        for label in _listed(self.labels_dir, f"*{FILE_ENDING}"):
             case_id = label.name[: -len(FILE_ENDING)]
             if not self.image_path(case_id).exists():
                 found[case_id] = "no image file"
@@ -153,12 +158,30 @@ class CaseStore:
         check_same_geometry(image, label)
         if model_output is not None:
             check_same_geometry(image, model_output, "model output")
-            self.edits_dir.mkdir(exist_ok=True)
-            edits = (label.array != model_output.array).astype(np.uint8)
-            write_volume(image.with_array(edits), self.edit_path(case_id), labels=True)
-        write_volume(label, self.label_path(case_id), labels=True)
-        write_volume(image, self.image_path(case_id))
+        (self.root / ".staging").mkdir(exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{case_id}.", dir=self.root / ".staging"))
+        try:
+            staged = {}
+            if model_output is not None:
+                edits = (label.array != model_output.array).astype(np.uint8)
+                staged["edits"] = write_volume(image.with_array(edits), staging / "edits.nii.gz", labels=True)
+            staged["label"] = write_volume(label, staging / "label.nii.gz", labels=True)
+            staged["image"] = write_volume(image, staging / "image.nii.gz")
+            self._publish(case_id, staged)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         self._update_count()
+
+    def _publish(self, case_id: str, staged: dict[str, Path]) -> None:
+        """Move a staged case into place: the old label (hiding the old case) and stale edits go
+        first, the new label comes last (showing the new case)."""
+        self.label_path(case_id).unlink(missing_ok=True)
+        self.edit_path(case_id).unlink(missing_ok=True)
+        if "edits" in staged:
+            self.edits_dir.mkdir(exist_ok=True)
+            os.replace(staged["edits"], self.edit_path(case_id))
+        os.replace(staged["image"], self.image_path(case_id))
+        os.replace(staged["label"], self.label_path(case_id))
 
     def check_geometry(self, case_id: str) -> None:
         """Refuse a case whose label lies on another grid than its image, from the two file headers only
@@ -200,6 +223,11 @@ class CaseStore:
         dataset = self.dataset()
         dataset["numTraining"] = len(self.case_ids())
         write_json_atomic(self.root / "dataset.json", dataset)
+
+
+def _listed(folder: Path, pattern: str) -> list[Path]:
+    """Files in ``folder`` matching ``pattern``, sorted, without hidden ones (temp files being written)."""
+    return sorted(path for path in folder.glob(pattern) if not path.name.startswith("."))
 
 
 def _first_line(exc: BaseException) -> str:
