@@ -4,7 +4,8 @@
 #
 # monailabel 0.8.5 cannot share the project's environment: it needs numpy < 2 and pydicom < 3, and its
 # segmentation tasks fail on MONAI 1.6 (1.6's Spacingd calls .update() on the string image_path), so it
-# gets MONAI 1.5 in a venv of its own. It also copies the radiology sample app out of the wheel.
+# gets MONAI 1.5 in a venv of its own. It also copies the radiology and monaibundle sample apps out of
+# the wheel (offline).
 #
 # Usage: bash scripts/setup_monailabel.sh [VENV_DIR]      (default: .venv-monailabel in the repo root)
 # Afterwards: VENV_DIR/bin/python -m monailabel.main start_server --app VENV_DIR/apps/radiology ...
@@ -28,5 +29,10 @@ if [ ! -f "$VENV/apps/radiology/main.py" ]; then
   mkdir -p "$VENV/apps"
   "$VENV/bin/python" -m monailabel.main apps --download --name radiology --output "$VENV/apps" >/dev/null
 fi
+# The monaibundle app serves MONAI bundles from its model/ folder: how our own sample models are served.
+if [ ! -f "$VENV/apps/monaibundle/main.py" ]; then
+  rm -rf "$VENV/apps/monaibundle"
+  "$VENV/bin/python" -m monailabel.main apps --download --name monaibundle --output "$VENV/apps" >/dev/null
+fi
 "$VENV/bin/python" -c "import monailabel, monai; print('monailabel', monailabel.__version__, 'monai', monai.__version__)"
-echo "MONAI Label is set up in $VENV (app: $VENV/apps/radiology)"
+echo "MONAI Label is set up in $VENV (apps: $VENV/apps/radiology, $VENV/apps/monaibundle)"

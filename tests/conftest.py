@@ -18,6 +18,10 @@ if importlib.util.find_spec("PyQt6") is not None:
 if "QT_API" in os.environ:
     os.environ.setdefault("PYTEST_QT_API", os.environ["QT_API"])
 
+# The MONAI Label servers (session-wide: the core and the dock tests share one of each; they skip without
+# .venv-monailabel).
+from tests.monailabel_server import monaibundle_server, monailabel_auth_server, monailabel_server  # noqa: E402,F401
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

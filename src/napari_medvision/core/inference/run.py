@@ -45,7 +45,10 @@ def run_model(model, volume: Volume | list[Volume], **options):
 def accepted_options(model) -> frozenset[str]:
     """The option names :func:`run_model` hands to ``model``'s engine; it drops any other.
 
-    A dock shows only these (no Grad-CAM for a segmenter, no box threshold for a classifier).
+    A dock shows only these (no Grad-CAM for a segmenter, no box threshold for a classifier; none for
+    a model on a MONAI Label server, whose app decides them).
     """
     kind = getattr(model, "kind", "bundle")
+    if kind == "monailabel":
+        return frozenset()
     return frozenset(_OPTIONS["nnunet" if kind == "nnunet" else model.task])

@@ -9,32 +9,26 @@ they were.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Generator
 
 import numpy as np
 
 from ..inference.progress import Progress
+from ..inference.segmentation import SegmentationResult
 from ..volume import Volume
 from .monailabel import MonaiLabelClient, ServerError
 
 FINISHED = ("DONE", "ERROR", "STOPPED", "FAILED")
 
 
-@dataclass
-class ServerSegmentation:
-    """What ``infer`` on a server returns: the label map on the study's grid, names and volumes."""
-
-    labels: Volume
-    label_names: dict[int, str]
-    volumes_ml: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
 def server_segment(client: MonaiLabelClient, model: str, volume: Volume) -> Generator[Progress, None,
-                                                                                       ServerSegmentation]:
-    """Segment ``volume`` with the server's ``model``; the result has the study's exact geometry."""
+                                                                                       SegmentationResult]:
+    """Segment ``volume`` with the server's ``model``.
+
+    Returns:
+        The local engines' ``SegmentationResult``: the label map (z, y, x) with the study's exact
+        geometry, label names, volumes in mL (no probabilities or uncertainty: the server sends none).
+    """
     start = time.perf_counter()
     yield Progress(0, 2, f"asking {client.url} for {model}")
     names = client.labels(model)
@@ -44,8 +38,8 @@ def server_segment(client: MonaiLabelClient, model: str, volume: Volume) -> Gene
     counts = np.bincount(labels.array.ravel().astype(np.int64), minlength=max(names, default=0) + 1)
     volumes = {name: round(float(counts[value]) * voxel_ml, 3) for value, name in names.items() if value < len(counts)}
     yield Progress(2, 2, "done")
-    return ServerSegmentation(labels, names, volumes, time.perf_counter() - start,
-                              [f"segmented on {client.url} by {model}"])
+    return SegmentationResult(labels, names, volumes_ml=volumes, seconds=time.perf_counter() - start,
+                              notes=[f"segmented on {client.url} by {model}"])
 
 
 def upload_cases(client: MonaiLabelClient, model: str, store) -> Generator[str, None, list[str]]:
