@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 from ..core.backend import shared_backend
 from ..core.errors import MedvisionError, UntrustedCodeError
 from ..core.models import Bundle, list_models, load_model, trust_store
+from .compute_target import ComputeTarget
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
 from .restart_offer import RestartOffer
@@ -48,6 +49,8 @@ class InferenceWidget(QWidget):
         self.bundles: list = []  # models of any kind (core/models/interface.py)
         self.channel_combos: list[QComboBox] = []
         self._build()
+        self.target = ComputeTarget(self, show_models=self.set_bundles, show_local=self.refresh_models)
+        self.layout().insertWidget(0, self.target)   # "Compute on": this computer or a MONAI Label server
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_layers()

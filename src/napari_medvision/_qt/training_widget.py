@@ -34,6 +34,7 @@ from ..core.training.finetune import FinetuneSettings
 from ..core.training.versions import VersionStore
 from .._napari.layers import image_layer_data, labels_layer_data, layer_volume
 from .._napari.results import MODEL_OUTPUT_KEY
+from .compute_target import ComputeTarget
 from .loss_plot import LossPlot
 from .restart_offer import RestartOffer
 from .saving import BackgroundWrites, LabelAutosave, snapshot
@@ -55,10 +56,13 @@ class TrainingWidget(QWidget):
         self.autosaver = LabelAutosave(self.writes)
         self.base_bundles: list[Bundle] = []
         self._build()
+        self.target = ComputeTarget(self, show_models=self.set_base_bundles, show_local=self._local_models,
+                                    keep=lambda model: model.task == "segmentation" and model.trainable)
+        self.layout().insertWidget(0, self.target)   # "Compute on": this computer or a MONAI Label server
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self._on_layers_changed()
-        self.set_base_bundles([b for b in list_bundles() if b.task == "segmentation"])
+        self._local_models()
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_SECONDS * 1000)
         self.autosave_timer.timeout.connect(self.autosave)
@@ -244,13 +248,16 @@ class TrainingWidget(QWidget):
         self.model_combo.clear()
         self.model_combo.addItems([b.name for b in self.base_bundles])
 
+    def _local_models(self) -> None:
+        self.set_base_bundles([b for b in list_bundles() if b.task == "segmentation"])
+
     def base_bundle(self) -> Bundle | None:
         index = self.model_combo.currentIndex()
         return self.base_bundles[index] if 0 <= index < len(self.base_bundles) else None
 
     def versions(self) -> VersionStore | None:
         bundle = self.base_bundle()
-        if self.store is None or bundle is None:
+        if self.store is None or bundle is None or self.target.is_server:   # a server keeps its own weights
             return None
         return VersionStore.for_model(self.store.root, bundle)
 
@@ -320,6 +327,8 @@ class TrainingWidget(QWidget):
     # --- fine-tuning -------------------------------------------------------------
     def start(self):
         """Fine-tune the model in use on the store's cases; returns the worker."""
+        if self.target.is_server:
+            return self.target.start_finetune()
         bundle, versions = self.current_bundle(), self.versions()
         if bundle is None or versions is None:
             report_error(MedvisionError("open a case store and choose a segmentation model first"))

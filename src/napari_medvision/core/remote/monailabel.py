@@ -157,6 +157,25 @@ class MonaiLabelClient:
                                     files={"file": (f"{image_id}.nii.gz", stream, "application/gzip")})
         return record.get("image", image_id)
 
+    def download_image(self, image_id: str) -> Volume:
+        """``GET /datastore/image``: a study of the server's datastore, read as a Volume (its own geometry).
+
+        Raises:
+            ServerError: no such study, or an answer that is not a readable image.
+        """
+        from ..io import read_volume
+
+        response = self._request("GET", "/datastore/image", f"the download of '{image_id}'",
+                                 params={"image": image_id})
+        name = _attachment_name(response.headers.get("content-disposition", "")) or f"{image_id}.nii.gz"
+        with tempfile.TemporaryDirectory(prefix="medvision-server-") as folder:
+            path = Path(folder) / Path(name).name
+            path.write_bytes(response.content)
+            try:
+                return read_volume(path)
+            except MedvisionError as exc:
+                raise ServerError(f"the server at {self.url} sent '{image_id}' as something unreadable ({exc})") from None
+
     def remove_image(self, image_id: str) -> None:
         """``DELETE /datastore/image``: remove a study and its labels from the server's datastore."""
         self._json("DELETE", "/datastore/image", f"removing image '{image_id}'", params={"id": image_id})
@@ -270,6 +289,15 @@ def _labels(value) -> dict[str, int]:
     if isinstance(value, (list, tuple)):
         return {str(name): index + 1 for index, name in enumerate(value)}
     return {}
+
+
+def _attachment_name(disposition: str) -> str | None:
+    """The file name of a ``Content-Disposition: attachment; filename="x.nii.gz"`` header (None if none)."""
+    for part in disposition.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "filename" and value.strip('"'):
+            return value.strip('"')
+    return None
 
 
 def _detail(response) -> str:
