@@ -1,7 +1,8 @@
 """``--server URL``: ``models``, ``infer`` and ``finetune`` on a MONAI Label server instead of this machine.
 
 The token is read from ``MEDVISION_SERVER_TOKEN`` only (never an option: command lines are visible to
-every user of the machine and kept in shell histories).
+every user of the machine and kept in shell histories). The jobs are those of the docks' server backend
+(``core.remote.backend.MonaiLabelBackend``, a ``ComputeBackend``).
 """
 
 from __future__ import annotations
@@ -39,21 +40,21 @@ def cmd_models_server(args) -> int:
 
 def cmd_infer_server(args) -> int:
     from .core.io import read_volume, write_volume
-    from .core.remote.jobs import server_segment
-    from .core.remote.monailabel import MonaiLabelClient
+    from .core.remote.backend import MonaiLabelBackend
     from ._cli_checks import check_infer_output
 
     if len(args.input) != 1:
         raise MedvisionError("a server model takes one --input study")
     check_infer_output(args.output, "segmentation")
-    client = MonaiLabelClient(args.server)
+    backend = MonaiLabelBackend(args.server)
+    client = backend.client
     record = client.check_model(args.model)
     if record.get("type", "segmentation") != "segmentation":
         raise MedvisionError(f"'{args.model}' on {args.server} is a {record.get('type')} model; "
                              "only segmentation models run from the command line")
     volume = read_volume(args.input[0], series_uid=args.series, frame=args.frame)
     _warn(volume.warnings)
-    result = _drive(server_segment(client, args.model, volume), args.json)
+    result = _drive(backend.run_model(args.model, volume), args.json)
     output = {"task": "segmentation", "labels": {str(k): v for k, v in result.label_names.items()},
               "volumes_ml": result.volumes_ml, "seconds": round(result.seconds, 3), "server": client.url}
     if args.output:
@@ -70,16 +71,14 @@ def cmd_infer_server(args) -> int:
 
 def cmd_finetune_server(args) -> int:
     from ._cli_checks import checked_store
-    from .core.remote.jobs import server_finetune
-    from .core.remote.monailabel import MonaiLabelClient
+    from .core.remote.backend import MonaiLabelBackend
 
     if args.output:
         raise MedvisionError("--output is for a local fine-tune; on a server the new weights stay on the server")
     store = checked_store(args.cases)
-    client = MonaiLabelClient(args.server)
-    client.check_model(args.model, trainer=True)
-    result = _drive(server_finetune(client, args.model, store, epochs=args.epochs,
-                                    max_minutes=args.max_minutes), args.json)
+    backend = MonaiLabelBackend(args.server)
+    backend.client.check_model(args.model, trainer=True)
+    result = _drive(backend.finetune(args.model, store, epochs=args.epochs, max_minutes=args.max_minutes), args.json)
     print(json.dumps(result) if args.json else
           f"trained {result['model']} on {result['server']} with {result['cases']} cases: "
           f"{result['metric_name']} {result['metric']}")

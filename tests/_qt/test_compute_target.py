@@ -173,6 +173,7 @@ def test_run_on_the_server_gives_layers_on_the_studys_grid(runner, qtbot, errors
     viewer, dock = runner
     connect(qtbot, dock, monaibundle_server)
     assert [model.name for model in dock.bundles] == ["ct_organs_unet"] and errors == []
+    assert dock.device_combo.isHidden() and dock.overlap_spin.isHidden()   # the server's app decides them
     dock.run()
     wait(qtbot, dock)
     assert errors == []
@@ -185,6 +186,7 @@ def test_run_on_the_server_gives_layers_on_the_studys_grid(runner, qtbot, errors
     assert dock.table.item(0, 1).text().endswith("mL") and dock.progress.value() == dock.progress.maximum()
     dock.target.where.setCurrentText(LOCAL)
     assert not isinstance(dock.backend, MonaiLabelBackend) and "ct_organs_unet" in [m.name for m in dock.bundles]
+    assert not dock.device_combo.isHidden()
 
 
 def test_finetune_dock_uploads_trains_on_the_server_and_cancels(make_napari_viewer, qtbot, errors, tmp_path,

@@ -22,7 +22,11 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabe
 from ..core.errors import MedvisionError
 from ..core.remote.backend import MonaiLabelBackend
 from ..core.remote.monailabel import TOKEN_VARIABLE
+from .task_options import _set_row_visible
 from .workers import report_error, start_engine, start_worker
+
+#: Dock widgets that only mean something on this computer (hidden while a server is chosen).
+LOCAL_ONLY = ("device_combo", "add_model_button")
 
 LOCAL, SERVER = "This computer", "MONAI Label server"
 
@@ -99,6 +103,9 @@ class ComputeTarget(QGroupBox):
     def _on_where(self) -> None:
         server = self.is_server
         self._show_server_rows(server)
+        for name in LOCAL_ONLY:
+            if getattr(self.dock, name, None) is not None:
+                _set_row_visible(getattr(self.dock, name), not server)
         if server:
             self.show_models([])           # nothing runs here by mistake before the server answers
             self.server_status.setText("enter the server's URL and Connect")

@@ -2,8 +2,9 @@
 
 The docks (and the CLI) never call the engines directly: they ask a backend for a *job*.
 Two kinds of backend exist: a local one (:class:`~.local_worker.WorkerBackend`, a warm worker
-process; :class:`~.inprocess.InProcessBackend`, the caller's own process) and a remote one (a
-MONAI Label server). Callers never branch on which.
+process; :class:`~.inprocess.InProcessBackend`, the caller's own process) and a remote one
+(:class:`~napari_medvision.core.remote.backend.MonaiLabelBackend`, a MONAI Label server). Callers never
+branch on which (the docks' "Compute on" choice only swaps the instance).
 
 Conventions every backend keeps:
 

@@ -146,8 +146,8 @@ class MonaiLabelBackend(ComputeBackend):
         "metric", "metric_name", "epochs", "seconds"}`` instead of a local ``FinetuneResult``.
         """
         name = getattr(model, "name", model)
-        epochs = int(getattr(settings, "epochs", kwargs.get("epochs", 1)))
-        minutes = float(getattr(settings, "max_minutes", kwargs.get("max_minutes", 60.0)))
+        epochs = int(getattr(settings, "epochs", None) or kwargs.get("epochs") or 1)
+        minutes = float(getattr(settings, "max_minutes", None) or kwargs.get("max_minutes") or 60.0)
         return self._job(lambda: server_finetune(self.client, name, store, epochs=epochs, max_minutes=minutes))
 
     def cancel(self) -> None:
