@@ -100,7 +100,13 @@ def monaibundle_server(tmp_path_factory):
     def add_bundle(app: Path) -> None:   # the app serves the bundles in its model/ folder, by folder name
         shutil.copytree(bundle, app / "model" / SAMPLE_BUNDLE)
 
-    with _server(tmp_path_factory.mktemp("monaibundle"), auth=False, app=BUNDLE_APP, conf=BUNDLE_CONF,
+    app = BUNDLE_APP
+    if SERVER_PYTHON.exists() and not (app / "main.py").exists():   # a venv set up before the app was added
+        apps = tmp_path_factory.mktemp("apps")
+        subprocess.run([str(SERVER_PYTHON), "-m", "monailabel.main", "apps", "--download", "--name", "monaibundle",
+                        "--output", str(apps)], capture_output=True, check=False, env={**os.environ, "PYTHONPATH": ""})
+        app = apps / "monaibundle"
+    with _server(tmp_path_factory.mktemp("monaibundle"), auth=False, app=app, conf=BUNDLE_CONF,
                  prepare=add_bundle) as (url, _):
         yield url
 

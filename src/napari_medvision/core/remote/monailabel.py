@@ -174,7 +174,8 @@ class MonaiLabelClient:
             try:
                 return read_volume(path)
             except MedvisionError as exc:
-                raise ServerError(f"the server at {self.url} sent '{image_id}' as something unreadable ({exc})") from None
+                raise ServerError(f"the server at {self.url} sent '{image_id}' as something unreadable "
+                                  f"({exc})") from None
 
     def remove_image(self, image_id: str) -> None:
         """``DELETE /datastore/image``: remove a study and its labels from the server's datastore."""
