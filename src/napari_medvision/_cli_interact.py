@@ -35,7 +35,9 @@ def _whole_numbers(parts, text) -> tuple[int, ...]:
 
 def cmd_interact(args) -> int:
     from ._cli_checks import check_input
-    from .core.interactive import choose_engine, prompts_from_itk, segment_prompts
+    import numpy as np
+
+    from .core.interactive import choose_engine, prompts_from_itk
     from .core.io import check_destination, read_volume, write_volume
 
     check_input(args.input)
@@ -44,9 +46,9 @@ def cmd_interact(args) -> int:
     _warn(volume.warnings)
     dimension = 2 if volume.metadata.get("dimension") == 2 else 3
     prompts = prompts_from_itk(args.point, args.box, dimension=dimension).check(volume.shape)
-    engine = choose_engine(volume.array, volume.spacing, args.model)
+    engine = choose_engine(volume.array, volume.spacing, args.model, trusted=args.trust, device=args.device)
     start = time.perf_counter()
-    mask = segment_prompts(volume.array, volume.spacing, prompts, engine.name)
+    mask = np.ascontiguousarray(engine.segment_volume(volume, prompts), dtype=np.uint8)
     seconds = time.perf_counter() - start
     write_volume(volume.with_array(mask), args.output, labels=True)
     voxels = int(mask.sum())
@@ -68,7 +70,10 @@ def add_interact_command(commands) -> None:
                           help="voxel index as SimpleITK indexes the input; SIGN + (inside) or - (not part of it); "
                                "repeat for more clicks")
     interact.add_argument("--box", type=box, metavar="X0,Y0,Z0,X1,Y1,Z1", help="two opposite corners of a box")
-    interact.add_argument("--model", help="interactive engine (default: the best one for the image)")
+    interact.add_argument("--model", help="interactive engine, or an interactive bundle (DeepEdit- or VISTA3D-style: "
+                                          "registry name or folder); default: the best engine for the image")
+    interact.add_argument("--trust", action="store_true", help="allow the bundle to run its own code")
+    interact.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     interact.add_argument("--output", required=True, help="0/1 label image (.nii.gz/.nrrd/.mha)")
     interact.add_argument("--json", action="store_true")
     interact.set_defaults(run=cmd_interact)

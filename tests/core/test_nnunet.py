@@ -299,3 +299,16 @@ def test_two_channel_region_model_equals_nnunet_prediction(nnunet_results, study
     got = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "ours.nii.gz")))
     assert min(dice_per_label(got, expected).values()) >= 0.99
     assert record["labels"] == {"1": "organs", "2": "abdomen", "3": "liver"}
+
+
+def test_rank_scores_nnunet_studies_by_their_probabilities(nnunet_model, study, tmp_path):
+    """nnU-Net gives no entropy map: ``medvision rank`` once scored every study 0; now its probabilities'."""
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    shutil.copy(study, folder / "a.nii.gz")
+    inverted = sitk.Cast(-sitk.ReadImage(str(study)), sitk.sitkFloat32)
+    sitk.WriteImage(inverted, str(folder / "b.nii.gz"))
+    code, records = run_cli("rank", "--model", str(nnunet_model), "--input", str(folder), "--device", "cpu", "--json")
+    assert code == 0 and len(records) == 2
+    scores = [r["score"] for r in records]
+    assert all(0 < s <= 1 for s in scores) and scores == sorted(scores, reverse=True) and scores[0] != scores[1]

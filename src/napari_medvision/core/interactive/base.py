@@ -38,3 +38,8 @@ class InteractiveEngine(ABC):
         Returns:
             uint8 array of ``image.shape``: 1 inside the structure, 0 elsewhere.
         """
+
+    def segment_volume(self, volume, prompts: Prompts) -> np.ndarray:
+        """:meth:`segment` of a :class:`~..volume.Volume`; engines that use the full geometry
+        (origin, direction: a bundle that reorients) override this."""
+        return self.segment(volume.array, volume.spacing, prompts)

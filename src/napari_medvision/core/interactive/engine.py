@@ -16,21 +16,41 @@ def available_engines() -> dict[str, InteractiveEngine]:
     return {engine.name: engine for engine in engines}
 
 
-def choose_engine(image: np.ndarray, spacing_xyz, name: str | None = None) -> InteractiveEngine:
+def choose_engine(image: np.ndarray, spacing_xyz, name: str | None = None, *, trusted: bool = False,
+                  device: str = "auto") -> InteractiveEngine:
     """The engine called ``name``, or the best one that fits the image when ``name`` is None.
 
+    A ``name`` that is no built-in engine may name an interactive Model Zoo bundle (registry name or
+    folder: DeepEdit- or VISTA3D-style, :mod:`.zoo`); ``trusted`` and ``device`` are for those.
+
     Raises:
-        MedvisionError: no engine of that name, or it does not fit the image.
+        MedvisionError: no engine or interactive bundle of that name, or it does not fit the image.
     """
     engines = available_engines()
     if name is None:
         return next(engine for engine in engines.values() if engine.fits(image, spacing_xyz))
     if name not in engines:
-        raise MedvisionError(f"no interactive engine called '{name}'; choose one of: {', '.join(engines)}")
-    engine = engines[name]
+        engine = _zoo_engine(name, engines, trusted, device)
+    else:
+        engine = engines[name]
     if not engine.fits(image, spacing_xyz):
         raise MedvisionError(f"the interactive engine '{name}' does not fit this image "
                              f"(shape {image.shape}); leave the engine out to use one that does")
+    return engine
+
+
+def _zoo_engine(name: str, engines: dict, trusted: bool, device: str) -> InteractiveEngine:
+    from ..errors import ModelError
+    from .zoo import zoo_engine
+
+    choices = f"choose one of: {', '.join(engines)}, or an interactive bundle (DeepEdit / VISTA3D)"
+    try:
+        engine = zoo_engine(name, trusted=trusted, device=device)
+    except ModelError:
+        raise MedvisionError(f"no interactive engine or model called '{name}'; {choices}") from None
+    if engine is None:
+        raise MedvisionError(f"'{name}' is a model but not an interactive one (no click guidance, no point "
+                             f"prompts in its config); {choices}")
     return engine
 
 

@@ -3,12 +3,16 @@
 The score is the mean normalised entropy (0..1) of the flip-averaged (TTA) prediction inside the
 predicted structures, as the inference code computes it (``segment(..., uncertainty=True)``):
 a study whose structures the model hesitates about is the most useful one to annotate next.
+An nnU-Net model gives no entropy map, only its (mirror-averaged) probabilities: the same score
+is computed here from those (:func:`case_entropy`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Generator
+
+import numpy as np
 
 from ..errors import MedvisionError
 from ..inference.progress import Progress
@@ -55,7 +59,8 @@ def rank_studies(model, studies: list[Path], device: str = "auto") -> Generator[
         yield Progress(done, len(studies), f"scoring {path.name}")
         try:
             volume = read_volume(path)
-            engine = run_model(model, volume, device=device, uncertainty=True, tta=True)
+            engine = run_model(model, volume, device=device, uncertainty=True, tta=True,
+                               keep_probabilities=getattr(model, "kind", "") == "nnunet")
             while True:
                 try:
                     next(engine)
@@ -66,6 +71,22 @@ def rank_studies(model, studies: list[Path], device: str = "auto") -> Generator[
             skipped.append({"path": str(path), "score": None, "skipped": str(exc).splitlines()[0]})
             continue
         score = result.case_uncertainty
-        ranked.append({"path": str(path), "score": round(float(score), 6) if score is not None else 0.0})
+        if score is None and result.probabilities is not None:
+            score = case_entropy(result.probabilities, result.labels.array)
+        if score is None:
+            skipped.append({"path": str(path), "score": None,
+                            "skipped": f"'{model.name}' gives no probabilities to score it by"})
+            continue
+        ranked.append({"path": str(path), "score": round(float(score), 6)})
     ranked.sort(key=lambda record: record["score"], reverse=True)
     return ranked + skipped
+
+
+def case_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean normalised entropy (0..1) of ``probabilities`` ``(C, z, y, x)`` over the voxels ``labels``
+    ``(z, y, x)`` marks as foreground (over every voxel when it marks none)."""
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    entropy = -(probabilities * np.log(np.clip(probabilities, 1e-6, 1))).sum(axis=0)
+    entropy /= np.log(max(probabilities.shape[0], 2))
+    foreground = np.asarray(labels) > 0
+    return float(entropy[foreground].mean() if foreground.any() else entropy.mean())

@@ -1,0 +1,76 @@
+"""Model Zoo bundles for prompted segmentation, run in their own format behind :class:`.InteractiveEngine`.
+
+Two styles exist in the MONAI Model Zoo, told apart by what their inference config builds:
+
+- DeepEdit (``spleen_deepedit_annotation``): clicks per label name become Gaussian guidance
+  channels beside the image (``monai.apps.deepedit`` transforms in ``preprocessing``);
+- VISTA3D (``vista3d``): ``points`` + ``point_labels`` go to the network itself
+  (a ``VISTA3D`` / ``vista3d132`` network, ``monai.apps.vista3d`` transforms).
+
+Both are bundles like any other (:func:`..models.find_model`), so they pass the same trust gate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ModelError
+from .base import InteractiveEngine
+
+#: ``_target_`` names (last component) that mark a DeepEdit-style preprocessing.
+DEEPEDIT_MARKERS = frozenset({"AddGuidanceFromPointsDeepEditd", "AddGuidanceSignalDeepEditd"})
+#: Words in ``network_def`` / transform names that mark a VISTA3D-style bundle.
+VISTA3D_MARKERS = ("vista3d", "VistaPreTransformd", "VistaPostTransformd")
+
+
+def bundle_style(bundle) -> str | None:
+    """``"deepedit"``, ``"vista3d"`` or None (not a prompted bundle), from the config alone (nothing built)."""
+    config = getattr(bundle, "config", None)
+    if not isinstance(config, dict):
+        return None
+    targets = {str(t).split(".")[-1] for t in _targets(config)}
+    if targets & DEEPEDIT_MARKERS:
+        return "deepedit"
+    network = json.dumps(config.get("network_def", ""))
+    if any(m.lower() in network.lower() for m in VISTA3D_MARKERS) or targets & set(VISTA3D_MARKERS):
+        return "vista3d"
+    return None
+
+
+def zoo_engine(name_or_path: str | Path, trusted: bool = False, device: str = "auto") -> InteractiveEngine | None:
+    """The engine running the bundle ``name_or_path`` (registry name or folder), None if it is no prompted bundle.
+
+    Raises:
+        ModelError: no model of that name.
+    """
+    from ..models import find_model
+
+    model = find_model(name_or_path, trusted=trusted)
+    style = bundle_style(model)
+    if style == "deepedit":
+        from .deepedit import DeepEditEngine
+
+        return DeepEditEngine(model, device=device)
+    if style == "vista3d":
+        from .vista3d import Vista3dEngine
+
+        return Vista3dEngine(model, device=device)
+    return None
+
+
+def first_foreground(names: dict[str, int]) -> str:
+    """The first label name that is not background (the structure positive clicks point at)."""
+    for name, value in names.items():
+        if int(value) != 0 and name.lower() != "background":
+            return name
+    raise ModelError(f"the bundle names no label besides background ({', '.join(names)})")
+
+
+def _targets(node) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["_target_"]] if isinstance(node.get("_target_"), str) else []
+        return found + [t for value in node.values() for t in _targets(value)]
+    if isinstance(node, list):
+        return [t for value in node for t in _targets(value)]
+    return []
