@@ -23,7 +23,6 @@ from ..errors import ModelError
 from ..volume import Volume
 from .base import InteractiveEngine
 from .prompts import Prompts
-from .zoo import first_foreground
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +146,14 @@ def clip_to_box(mask: np.ndarray, prompts: Prompts) -> np.ndarray:
     region = tuple(slice(int(a), int(b) + 1) for a, b in zip(prompts.box[0], prompts.box[1]))
     inside[region] = mask[region]
     return inside
+
+
+def first_foreground(names: dict[str, int]) -> str:
+    """The first label name that is not background (the structure positive clicks point at)."""
+    for name, value in names.items():
+        if int(value) != 0 and name.lower() != "background":
+            return name
+    raise ModelError(f"the bundle names no label besides background ({', '.join(names)})")
 
 
 def _flat(transform) -> list:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ModelError
 from .base import InteractiveEngine
 
 #: ``_target_`` names (last component) that mark a DeepEdit-style preprocessing.
@@ -57,14 +56,6 @@ def zoo_engine(name_or_path: str | Path, trusted: bool = False, device: str = "a
 
         return Vista3dEngine(model, device=device)
     return None
-
-
-def first_foreground(names: dict[str, int]) -> str:
-    """The first label name that is not background (the structure positive clicks point at)."""
-    for name, value in names.items():
-        if int(value) != 0 and name.lower() != "background":
-            return name
-    raise ModelError(f"the bundle names no label besides background ({', '.join(names)})")
 
 
 def _targets(node) -> list[str]:
