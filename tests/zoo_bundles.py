@@ -122,3 +122,85 @@ def deepedit_bundle(folder, spatial_size=(32, 32, 32), probe: bool = False):
     (folder / "scripts" / "__init__.py").write_text("")
     (folder / "scripts" / "transforms.py").write_text(ORIENT_SCRIPT)
     return folder
+
+
+def vista3d_config(patch_size=(16, 16, 16), spacing=(1.5, 1.5, 1.5)) -> dict:
+    """``inference.json`` shaped as the zoo's VISTA3D bundle, with a tiny VISTA3D (random weights)."""
+    feature = 16
+    network = {"_target_": "VISTA3D",
+               "image_encoder": {"_target_": "SegResNetDS2", "in_channels": "@input_channels", "blocks_down": [1, 1, 1],
+                                 "norm": "instance", "out_channels": feature, "init_filters": feature, "dsdepth": 1},
+               "class_head": {"_target_": "monai.networks.nets.vista3d.ClassMappingClassify", "n_classes": 32,
+                              "feature_size": feature, "use_mlp": True},
+               "point_head": {"_target_": "monai.networks.nets.vista3d.PointMappingSAM", "feature_size": feature,
+                              "n_classes": 32, "last_supported": 8}}
+    return {
+        "imports": ["$import glob", "$import os", "$import numpy as np", "$import copy", "$import json",
+                    "$import pathlib"],
+        "bundle_root": "./", "image_key": "image", "output_dir": "$@bundle_root + '/eval'",
+        "input_dict": "${'image': '/data/case.nii.gz', 'label_prompt': [3]}",
+        "metadata_path": "$@bundle_root + '/configs/metadata.json'",
+        "metadata": "$json.loads(pathlib.Path(@metadata_path).read_text())",
+        "labels_dict": "$@metadata['network_data_format']['outputs']['pred']['channel_def']",
+        "subclass": {"2": [3, 4]}, "input_channels": 1, "resample_spacing": list(spacing), "sw_batch_size": 1,
+        "patch_size": list(patch_size),
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')", "use_point_window": True,
+        "network_def": network, "network": "$@network_def.to(@device)",
+        "preprocessing_transforms": [
+            {"_target_": "LoadImaged", "keys": "@image_key", "image_only": True},
+            {"_target_": "EnsureChannelFirstd", "keys": "@image_key"},
+            {"_target_": "EnsureTyped", "keys": "@image_key", "device": "@device", "track_meta": True},
+            {"_target_": "Spacingd", "keys": "@image_key", "pixdim": "@resample_spacing", "mode": "bilinear"},
+            {"_target_": "CropForegroundd", "keys": "@image_key", "allow_smaller": True, "margin": 10,
+             "source_key": "@image_key"},
+            {"_target_": "monai.apps.vista3d.transforms.VistaPreTransformd", "keys": "@image_key",
+             "subclass": "@subclass", "labels_dict": "@labels_dict"},
+            {"_target_": "ScaleIntensityRanged", "keys": "@image_key", "a_min": -963.8, "a_max": 1053.7, "b_min": 0,
+             "b_max": 1, "clip": True},
+            {"_target_": "Orientationd", "keys": "@image_key", "axcodes": "RAS"},
+            {"_target_": "CastToTyped", "keys": "@image_key", "dtype": "$torch.float32"},
+        ],
+        "preprocessing": {"_target_": "Compose", "transforms": "$@preprocessing_transforms "},
+        "inferer": {"_target_": "scripts.inferer.Vista3dInferer", "roi_size": "@patch_size", "overlap": 0.3,
+                    "sw_batch_size": "@sw_batch_size", "use_point_window": "@use_point_window"},
+        "postprocessing": {"_target_": "Compose", "transforms": [
+            {"_target_": "ToDeviced", "keys": "pred", "device": "cpu", "_disabled_": True},
+            {"_target_": "monai.apps.vista3d.transforms.VistaPostTransformd", "keys": "pred"},
+            {"_target_": "Invertd", "keys": "pred", "transform": "$copy.deepcopy(@preprocessing)",
+             "orig_keys": "@image_key", "nearest_interp": True, "to_tensor": True},
+            {"_target_": "Lambdad", "func": "$lambda x: torch.nan_to_num(x, nan=255)", "keys": "pred"},
+            {"_target_": "SaveImaged", "keys": "pred", "resample": False, "output_dir": "@output_dir"},
+        ]},
+        "evaluator": {"_target_": "scripts.evaluator.Vista3dEvaluator", "device": "@device", "network": "@network",
+                      "inferer": "@inferer", "postprocessing": "@postprocessing"},
+        "run": ["$@evaluator.run()"],
+    }
+
+
+#: The bundle's own inferer class (the zoo's wraps point_based_window_inferer; ours only keeps its settings).
+VISTA_INFERER_SCRIPT = '''
+class Vista3dInferer:
+    def __init__(self, roi_size, overlap=0.5, sw_batch_size=1, use_point_window=False):
+        self.roi_size, self.overlap = list(roi_size), overlap
+        self.sw_batch_size, self.use_point_window = sw_batch_size, use_point_window
+'''
+
+
+def vista3d_bundle(folder, patch_size=(16, 16, 16), spacing=(1.5, 1.5, 1.5)):
+    """A VISTA3D bundle: zoo-shaped config, tiny random-weight network, its own ``scripts/`` inferer."""
+    from monai.bundle import ConfigParser
+
+    config = vista3d_config(patch_size, spacing)
+    torch.manual_seed(0)
+    parser = ConfigParser({"input_channels": 1, "network_def": config["network_def"]})
+    state = parser.get_parsed_content("network_def").state_dict()
+    labels = {"0": "background", "1": "liver", "2": "kidney", "3": "left kidney", "4": "right kidney"}
+    metadata = {"name": "Tiny VISTA3D", "description": "made in a test",
+                "network_data_format": {
+                    "inputs": {"image": {"type": "image", "num_channels": 1, "spatial_shape": list(patch_size)}},
+                    "outputs": {"pred": {"type": "image", "format": "segmentation", "channel_def": labels}}}}
+    write_bundle(folder, config, metadata, state)
+    (folder / "scripts").mkdir(exist_ok=True)
+    (folder / "scripts" / "__init__.py").write_text("")
+    (folder / "scripts" / "inferer.py").write_text(VISTA_INFERER_SCRIPT)
+    return folder

@@ -23,7 +23,7 @@ from napari_medvision.core.models import find_model
 from napari_medvision.core.volume import Volume
 from tests.bundles import threshold_bundle
 from tests.core.test_interactive import medvision
-from tests.zoo_bundles import deepedit_bundle
+from tests.zoo_bundles import deepedit_bundle, vista3d_bundle
 
 SHAPE = (18, 26, 30)  # (z, y, x): not cubic, so the resize to the network's grid differs per axis
 
@@ -36,6 +36,7 @@ def scan(seed: int = 0) -> Volume:
 
 def test_style_is_read_from_the_config(tmp_path):
     assert bundle_style(find_model(deepedit_bundle(tmp_path / "de"))) == "deepedit"
+    assert bundle_style(find_model(vista3d_bundle(tmp_path / "vista"))) == "vista3d"
     assert bundle_style(find_model(threshold_bundle(tmp_path / "plain"))) is None
 
 
@@ -66,9 +67,10 @@ def test_clicks_become_guidance_at_their_voxel_in_the_network_grid(tmp_path):
         assert float(batch[0, channel].max()) == pytest.approx(1.0)
 
 
-def _network_grid_affine(model, volume) -> np.ndarray:
+def _network_grid_affine(model, volume, extra=None, transform=None) -> np.ndarray:
     """Voxel -> RAS affine of the image after the bundle's own preprocessing (no clicks)."""
-    data = model.preprocessing({"image": to_metatensor(volume), "organ": [], "background": []})
+    extra = {"organ": [], "background": []} if extra is None else extra
+    data = (transform or model.preprocessing)({"image": to_metatensor(volume), **extra})
     return np.asarray(data["image"].affine, float)
 
 
@@ -126,3 +128,55 @@ def test_ras_affine_of_the_probe_volume_is_the_one_monai_reads():
     affine = ras_affine(volume)
     lps = np.asarray(volume.to_sitk().TransformIndexToPhysicalPoint((3, 5, 7)))
     assert np.allclose((affine @ [3, 5, 7, 1])[:3], lps * [-1, -1, 1])
+
+
+def test_vista3d_points_reach_the_network_in_its_grid(tmp_path):
+    engine = zoo_engine(vista3d_bundle(tmp_path / "vista"), trusted=True, device="cpu")
+    volume = scan()
+    positive, negative = (4, 20, 6), (14, 5, 25)
+    model = engine.loaded()
+    seen = []
+    hook = model.network.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    try:
+        mask = engine.segment_volume(volume, Prompts([positive], [negative]))
+    finally:
+        hook.remove()
+    assert mask.shape == SHAPE and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    kwargs = seen[0]
+    assert kwargs["point_labels"].tolist() == [[1, 0]]
+    grid = _network_grid_affine(model, volume, {"points": [], "point_labels": [], "label_prompt": None},
+                                transform=_inverted(model))
+    expected = np.stack([_in_grid(grid, volume, c) for c in (positive, negative)])
+    assert np.abs(kwargs["point_coords"][0].numpy() - expected).max() <= 0.51
+
+
+def test_vista3d_mask_comes_back_on_the_source_grid_around_the_point(tmp_path):
+    """A stand-in network (logits > 0 within 3 voxels of the positive point) shows the way back."""
+    engine = zoo_engine(vista3d_bundle(tmp_path / "vista"), trusted=True, device="cpu")
+    model = engine.loaded()
+    real = model.network
+    model.network = _BallAroundPoint()
+    try:
+        mask = engine.segment_volume(scan(), Prompts([(9, 13, 15)]))
+    finally:
+        model.network = real
+    assert mask[9, 13, 15] == 1
+    assert np.abs(np.argwhere(mask).mean(0) - (9, 13, 15)).max() <= 1.0
+    extent_mm = (np.ptp(np.argwhere(mask), axis=0) + 1) * np.array(scan().spacing[::-1])
+    assert np.all(extent_mm <= 2 * 3 * 1.5 + 2 * 2.5)  # a ball of 3 network voxels (1.5 mm), one voxel's slack
+
+
+class _BallAroundPoint(torch.nn.Module):
+    def forward(self, image, point_coords=None, patch_coords=None, **kwargs):
+        window = patch_coords[0]
+        grids = torch.meshgrid(*[torch.arange(s.start, s.stop, dtype=torch.float32) for s in window[2:]],
+                               indexing="ij")
+        point = point_coords[0, 0]
+        inside = sum((g - p) ** 2 for g, p in zip(grids, point)) <= 9
+        return torch.where(inside, 1.0, -1.0)[None, None]
+
+
+def _inverted(model):
+    from napari_medvision.core.interactive.deepedit import inverted_preprocessing
+
+    return inverted_preprocessing(model)

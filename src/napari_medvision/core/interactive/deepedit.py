@@ -55,6 +55,18 @@ class BundleEngine(InteractiveEngine):
             raise ModelError(f"'{self.bundle.name}' is not a 3D model; interactive bundles segment 3D images")
         return loaded_model(self.bundle, choose_device(self.device))
 
+    def preprocess(self, model, data: dict) -> dict:
+        """The bundle's preprocessing of ``data``, run as the transform its ``Invertd`` will invert.
+
+        A config may give ``Invertd`` a copy (VISTA3D: ``$copy.deepcopy(@preprocessing)``); MONAI
+        inverts only the transform objects that ran, so the copy is the one to run.
+        """
+        from types import SimpleNamespace
+
+        from ..inference.convert import run_preprocessing
+
+        return run_preprocessing(SimpleNamespace(preprocessing=inverted_preprocessing(model)), data, self.bundle.name)
+
     def check_image(self, volume: Volume) -> None:
         if not self.fits(volume.array, volume.spacing):
             raise ModelError(f"'{self.bundle.name}' segments 3D images; this one has shape {volume.shape}")
@@ -95,14 +107,14 @@ class DeepEditEngine(BundleEngine):
 
     def segment_volume(self, volume: Volume, prompts: Prompts) -> np.ndarray:
         """Mask ``(z, y, x)`` uint8 of the structure, on ``volume``'s grid (clipped to the box, if any)."""
-        from ..inference.convert import run_preprocessing, to_metatensor
+        from ..inference.convert import to_metatensor
 
         self.check_image(volume)
         prompts.check(volume.shape)
         model = self.loaded()
         names = self.label_names(model)
         data = {"image": to_metatensor(volume), **self.clicks(names, prompts)}
-        data = run_preprocessing(model, data, self.bundle.name)
+        data = self.preprocess(model, data)
         batch = data["image"].as_tensor()[None].to(model.device)
         with torch.no_grad():
             logits = model.inferer(batch, model.network) if model.inferer is not None else model.network(batch)
@@ -130,12 +142,26 @@ def postprocess(model, data: dict, prediction: torch.Tensor) -> np.ndarray:
         else:
             out = Invertd(keys="pred", transform=model.preprocessing, orig_keys="image", nearest_interp=False)(data)["pred"]
     except Exception as exc:  # MONAI wraps every transform error in a RuntimeError
-        raise ModelError(f"the bundle's postprocessing failed: {type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or [''])[0]}") from None
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        log.info("postprocessing failed", exc_info=exc)
+        raise ModelError(f"the bundle's postprocessing failed: {type(cause).__name__}: "
+                         f"{(str(cause).strip().splitlines() or [''])[0]}") from None
     out = torch.as_tensor(out)
     if out.shape[0] > 1:
         out = out.argmax(0, keepdim=True)
     return np.rint(to_zyx(out.float())[0]).astype(np.int32)
+
+
+def inverted_preprocessing(model):
+    """The transform the postprocessing's first ``Invertd`` inverts, or the preprocessing itself."""
+    from monai.transforms import Invertd
+
+    for transform in _flat(model.postprocessing):
+        if isinstance(transform, Invertd) and transform.transform is not None:
+            return transform.transform
+    return model.preprocessing
 
 
 def clip_to_box(mask: np.ndarray, prompts: Prompts) -> np.ndarray:
