@@ -73,3 +73,25 @@ def test_slice_tool_is_one_undo_step_and_case_store(dock, qtbot, tmp_path):
     worker = widget.send_to_store(str(tmp_path / "store"), case_id="blobs")
     qtbot.waitUntil(lambda: not widget.writes.busy, timeout=60000)
     assert worker is not None and CaseStore(tmp_path / "store").case_ids() == ["blobs"]
+
+
+def test_box_from_rectangles_on_two_slices(dock, qtbot):
+    """One rectangle is no box yet (it lies on one slice); a second on another slice makes one, alone it
+    prompts a mask (no click needed) and the mask stays inside it; a new structure clears it."""
+    from napari_medvision._qt.box_prompt import BOX_LAYER
+
+    viewer, widget, left, right = dock
+    widget.new_structure()
+    shapes = widget.add_box()
+    shapes.add_rectangles(np.array([[4, 15, 5], [4, 15, 23], [4, 33, 23], [4, 33, 5]], float))
+    assert widget.prompts().box is None
+    shapes.add_rectangles(np.array([[20, 17, 7], [20, 17, 21], [20, 31, 21], [20, 31, 7]], float))
+    box = widget.prompts().box
+    assert box.tolist() == [[4, 15, 5], [20, 33, 23]]
+    qtbot.waitUntil(lambda: PREVIEW_LAYER in viewer.layers and widget.generation == widget._shown, timeout=60000)
+    mask = np.asarray(viewer.layers[PREVIEW_LAYER].data).astype(bool)
+    inside = np.zeros(mask.shape, bool)
+    inside[4:21, 15:34, 5:24] = True
+    assert mask.any() and not mask[~inside].any() and mask[left].mean() > 0.8
+    widget.new_structure()
+    assert BOX_LAYER not in viewer.layers and widget.prompts().box is None

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import MedvisionError
 from ..core.interactive import Prompts, available_engines, segment_prompts, slice_tools
 from .._napari.layers import geometry_metadata, layer_volume
+from .box_prompt import BOX_LAYER, add_box_layer, box_from_shapes, box_layer
 from .saving import BackgroundWrites, snapshot
 from .workers import report_error, start_worker
 
@@ -62,6 +63,8 @@ class InteractiveWidget(QWidget):
         self.sign_button.setCheckable(True)
         self.accept_button, self.undo_button = QPushButton("Accept"), QPushButton("Undo")
         self.start_button.clicked.connect(self.new_structure)
+        self.box_button = QPushButton("Box: a rectangle on the first and on the last slice")
+        self.box_button.clicked.connect(self.add_box)
         self.sign_button.toggled.connect(lambda negative: self.set_sign("-" if negative else "+"))
         self.accept_button.clicked.connect(self.accept)
         self.undo_button.clicked.connect(self.undo)
@@ -84,7 +87,7 @@ class InteractiveWidget(QWidget):
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        for widget in (self.start_button, self.sign_button):
+        for widget in (self.start_button, self.sign_button, self.box_button):
             layout.addWidget(widget)
         layout.addLayout(row)
         layout.addWidget(QLabel("Slice tools (on the label above; each is one undo step)"))
@@ -101,7 +104,7 @@ class InteractiveWidget(QWidget):
         if image is None:
             report_error(MedvisionError("open an image first: clicks are placed on an image layer"))
             return None
-        for name in (PROMPTS_LAYER, PREVIEW_LAYER):
+        for name in (PROMPTS_LAYER, PREVIEW_LAYER, BOX_LAYER):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
         points = self.viewer.add_points(np.zeros((0, image.ndim)), name=PROMPTS_LAYER, affine=image.affine,
@@ -134,10 +137,25 @@ class InteractiveWidget(QWidget):
         """The clicks of the prompts layer as voxel indices ``(z, y, x)`` of the image."""
         points = self._prompts_layer()
         if points is None or not len(points.data):
-            return Prompts()
+            return Prompts(box=self._box())
         index = np.rint(points.data[:, -3:]).astype(int)
         signs = np.asarray(points.features["sign"], dtype=object)
-        return Prompts(index[signs == "+"], index[signs == "-"])
+        return Prompts(index[signs == "+"], index[signs == "-"], self._box())
+
+    def add_box(self):
+        """A Shapes layer for the optional box; every rectangle drawn reruns the segmentation."""
+        image = self._layer(self.image_combo, Image)
+        if image is None:
+            report_error(MedvisionError("open an image first: the box is drawn on an image layer"))
+            return None
+        shapes = add_box_layer(self.viewer, image)
+        shapes.events.data.connect(lambda event=None: self.run())
+        self.status.setText("box: draw a rectangle on the slice where the structure starts and one where it ends")
+        return shapes
+
+    def _box(self):
+        image = self._layer(self.image_combo, Image)
+        return None if image is None else box_from_shapes(box_layer(self.viewer), image.data.shape)
 
     def _on_points_changed(self, event=None) -> None:
         points = self._prompts_layer()
@@ -154,7 +172,7 @@ class InteractiveWidget(QWidget):
         self.generation += 1
         if self.worker is not None:
             self.worker.quit()
-        if image_layer is None or not len(prompts.positive):
+        if image_layer is None or (not len(prompts.positive) and prompts.box is None):
             return None
         volume = layer_volume(image_layer)
         engine = None if self.engine_combo.currentIndex() == 0 else self.engine_combo.currentText()
@@ -203,7 +221,7 @@ class InteractiveWidget(QWidget):
         value = self.label_value.value()
         data = np.asarray(labels.data)
         labels.data_setitem(np.nonzero(mask & ((data == 0) | (data == value))), value)
-        for name in (PREVIEW_LAYER, PROMPTS_LAYER):
+        for name in (PREVIEW_LAYER, PROMPTS_LAYER, BOX_LAYER):
             self.viewer.layers.remove(name) if name in self.viewer.layers else None
         self.status.setText(f"accepted {int(mask.sum())} voxels as label {value} (Undo takes them back)")
         return True
