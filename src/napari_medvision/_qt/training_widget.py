@@ -35,6 +35,7 @@ from ..core.training.versions import VersionStore
 from .._napari.layers import image_layer_data, labels_layer_data, layer_volume
 from .._napari.results import MODEL_OUTPUT_KEY
 from .compute_target import ComputeTarget
+from .label_next import LabelNextPanel
 from .loss_plot import LossPlot
 from .restart_offer import RestartOffer
 from .saving import BackgroundWrites, LabelAutosave, snapshot
@@ -144,8 +145,9 @@ class TrainingWidget(QWidget):
             row.addWidget(button)
         vbox.addLayout(row)
 
+        self.label_next = LabelNextPanel(self.viewer, self.current_bundle)
         layout = QVBoxLayout(self)
-        for box in (cases, training, versions):
+        for box in (cases, training, versions, self.label_next):
             layout.addWidget(box)
         self.store_button.clicked.connect(self._choose_store)
         self.store_edit.editingFinished.connect(lambda: self.open_store(self.store_edit.text()))
