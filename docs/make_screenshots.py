@@ -4,7 +4,8 @@ Run under a (virtual) display::
 
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/make_screenshots.py [NAME ...]
 
-NAME picks some pictures (``demo``, ``phantom``, ``real_mr``, ``models``, ``nnunet``, ``finetune``).
+NAME picks some pictures (``demo``, ``phantom``, ``real_mr``, ``models``, ``nnunet``, ``finetune``,
+``annotate``, ``label_next``).
 
 The real-MR picture needs ``../shared/data/pyradiomics`` and is skipped without it.
 """
@@ -205,8 +206,67 @@ def demo_window() -> None:
     viewer.close()
 
 
+def annotate_dock() -> None:
+    """The Annotate dock: two + clicks and one - click on the phantom's liver, the mask preview."""
+    import numpy as np
+
+    from napari_medvision.core.phantom import LABELS
+
+    viewer = napari.Viewer(title="napari-medvision")
+    viewer.open_sample(PLUGIN, "ct_phantom")
+    _, annotate = viewer.window.add_plugin_dock_widget(PLUGIN, "Annotate")
+    image, labels = viewer.layers[0], viewer.layers[1]
+    labels.visible = False
+    annotate.image_combo.setCurrentText(image.name)
+    liver = np.argwhere(np.asarray(labels.data) == LABELS["liver"])
+    centre = np.median(liver, axis=0).astype(int)
+    annotate.new_structure()
+    points = viewer.layers["prompts"]
+    for offset, sign in (((0, 0, 0), "+"), ((0, 8, -6), "+"), ((0, -14, 24), "-")):
+        annotate.set_sign(sign)
+        points.add(np.asarray(centre + offset, float))
+        while annotate.generation != annotate._shown:
+            QApplication.processEvents()
+    viewer.dims.set_point(0, float(image.data_to_world(centre)[0]))
+    save(viewer, "annotate_clicks.png")
+    viewer.close()
+
+
+def label_next_table() -> None:
+    """The Fine-tune dock's Label next table over five phantom studies (two with shifted appearance)."""
+    import tempfile
+
+    from napari_medvision.core.io import write_volume
+    from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
+    from napari_medvision.core.phantom import generate_phantom, shift_appearance
+
+    if not (SAMPLE_MODELS_DIR / "ct_organs_unet" / "models").is_dir():
+        return
+    folder = Path(tempfile.mkdtemp()) / "to_annotate"
+    folder.mkdir()
+    for seed in range(81, 86):
+        case = generate_phantom(seed, shape=(48, 96, 96), spacing=(3.7, 3.7, 6.7))
+        write_volume((shift_appearance(case) if seed % 2 else case).image, folder / f"study_{seed}.nii.gz")
+    viewer = napari.Viewer(title="napari-medvision")
+    _, trainer = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
+    trainer.model_combo.setCurrentIndex([b.name for b in trainer.base_bundles].index("ct_organs_unet"))
+    panel = trainer.label_next
+    panel.folder_edit.setText(str(folder))
+    panel.rank()
+    while panel.worker is not None:
+        QApplication.processEvents()
+    panel.table.selectRow(0)
+    opener = panel.open_study(0)
+    while opener.is_running:
+        QApplication.processEvents()
+    settle(viewer, 40)
+    save(viewer, "label_next.png")
+    viewer.close()
+
+
 PICTURES = {"phantom": phantom_in_ct_window, "real_mr": real_mr_with_tumour, "models": model_results,
-            "nnunet": nnunet_result, "finetune": finetune_dock, "demo": demo_window}
+            "nnunet": nnunet_result, "finetune": finetune_dock, "demo": demo_window,
+            "annotate": annotate_dock, "label_next": label_next_table}
 
 
 if __name__ == "__main__":
