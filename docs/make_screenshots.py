@@ -256,9 +256,11 @@ def label_next_table() -> None:
     while panel.worker is not None:
         QApplication.processEvents()
     panel.table.selectRow(0)
-    opener = panel.open_study(0)
-    while opener.is_running:
+    panel.open_study(0)
+    first = panel.table.item(0, 2).text().split(".")[0]
+    while first not in viewer.layers:   # read in a worker
         QApplication.processEvents()
+    viewer.dims.set_point(0, 0.0)
     settle(viewer, 40)
     save(viewer, "label_next.png")
     viewer.close()

@@ -54,7 +54,7 @@ class LabelNextPanel(QGroupBox):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(190)  # five rows
+        self.table.setMinimumHeight(150)  # four rows
         self.status = QLabel("most uncertain first; click a row to open the study")
         self.status.setWordWrap(True)
         row = QHBoxLayout()
