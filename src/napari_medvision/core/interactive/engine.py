@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import MedvisionError
@@ -47,6 +49,8 @@ def _zoo_engine(name: str, engines: dict, trusted: bool, device: str) -> Interac
     try:
         engine = zoo_engine(name, trusted=trusted, device=device)
     except ModelError:
+        if Path(name).expanduser().exists():
+            raise  # a folder that is no readable model: its own message says why
         raise MedvisionError(f"no interactive engine or model called '{name}'; {choices}") from None
     if engine is None:
         raise MedvisionError(f"'{name}' is a model but not an interactive one (no click guidance, no point "
