@@ -46,7 +46,8 @@ def cmd_interact(args) -> int:
     _warn(volume.warnings)
     dimension = 2 if volume.metadata.get("dimension") == 2 else 3
     prompts = prompts_from_itk(args.point, args.box, dimension=dimension).check(volume.shape)
-    engine = choose_engine(volume.array, volume.spacing, args.model, trusted=args.trust, device=args.device)
+    engine = choose_engine(volume.array, volume.spacing, args.model, trusted=args.trust, device=args.device,
+                           label=args.label)
     start = time.perf_counter()
     mask = np.ascontiguousarray(engine.segment_volume(volume, prompts), dtype=np.uint8)
     seconds = time.perf_counter() - start
@@ -72,6 +73,8 @@ def add_interact_command(commands) -> None:
     interact.add_argument("--box", type=box, metavar="X0,Y0,Z0,X1,Y1,Z1", help="two opposite corners of a box")
     interact.add_argument("--model", help="interactive engine, or an interactive bundle (DeepEdit- or VISTA3D-style: "
                                           "registry name or folder); default: the best engine for the image")
+    interact.add_argument("--label", help="DeepEdit bundle of several structures: the label name the clicks are for "
+                                          "(default: its first one besides background)")
     interact.add_argument("--trust", action="store_true", help="allow the bundle to run its own code")
     interact.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     interact.add_argument("--output", required=True, help="0/1 label image (.nii.gz/.nrrd/.mha)")

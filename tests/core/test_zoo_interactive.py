@@ -109,6 +109,8 @@ def test_cli_refuses_an_untrusted_zoo_bundle_and_a_plain_model(tmp_path):
     assert refused.returncode == 2 and refused.stderr.startswith("error:") and "--trust" in refused.stderr
     plain = medvision(*common, "--model", threshold_bundle(tmp_path / "plain"))
     assert plain.returncode == 2 and "not an interactive one" in plain.stderr
+    wrong = medvision(*common, "--model", deepedit_bundle(tmp_path / "de2"), "--trust", "--label", "liver")
+    assert wrong.returncode == 2 and "has no label 'liver'; it has organ, background" in wrong.stderr
     unknown = medvision(*common, "--model", "no_such_engine")
     assert unknown.returncode == 2 and "no interactive engine or model called 'no_such_engine'" in unknown.stderr
     assert not (tmp_path / "m.nii.gz").exists()

@@ -19,11 +19,11 @@ def available_engines() -> dict[str, InteractiveEngine]:
 
 
 def choose_engine(image: np.ndarray, spacing_xyz, name: str | None = None, *, trusted: bool = False,
-                  device: str = "auto") -> InteractiveEngine:
+                  device: str = "auto", label: str | None = None) -> InteractiveEngine:
     """The engine called ``name``, or the best one that fits the image when ``name`` is None.
 
     A ``name`` that is no built-in engine may name an interactive Model Zoo bundle (registry name or
-    folder: DeepEdit- or VISTA3D-style, :mod:`.zoo`); ``trusted`` and ``device`` are for those.
+    folder: DeepEdit- or VISTA3D-style, :mod:`.zoo`); ``trusted``, ``device`` and ``label`` are for those.
 
     Raises:
         MedvisionError: no engine or interactive bundle of that name, or it does not fit the image.
@@ -32,7 +32,7 @@ def choose_engine(image: np.ndarray, spacing_xyz, name: str | None = None, *, tr
     if name is None:
         return next(engine for engine in engines.values() if engine.fits(image, spacing_xyz))
     if name not in engines:
-        engine = _zoo_engine(name, engines, trusted, device)
+        engine = _zoo_engine(name, engines, trusted, device, label)
     else:
         engine = engines[name]
     if not engine.fits(image, spacing_xyz):
@@ -41,13 +41,13 @@ def choose_engine(image: np.ndarray, spacing_xyz, name: str | None = None, *, tr
     return engine
 
 
-def _zoo_engine(name: str, engines: dict, trusted: bool, device: str) -> InteractiveEngine:
+def _zoo_engine(name: str, engines: dict, trusted: bool, device: str, label: str | None) -> InteractiveEngine:
     from ..errors import ModelError
     from .zoo import zoo_engine
 
     choices = f"choose one of: {', '.join(engines)}, or an interactive bundle (DeepEdit / VISTA3D)"
     try:
-        engine = zoo_engine(name, trusted=trusted, device=device)
+        engine = zoo_engine(name, trusted=trusted, device=device, label=label)
     except ModelError:
         if Path(name).expanduser().exists():
             raise  # a folder that is no readable model: its own message says why

@@ -37,8 +37,12 @@ def bundle_style(bundle) -> str | None:
     return None
 
 
-def zoo_engine(name_or_path: str | Path, trusted: bool = False, device: str = "auto") -> InteractiveEngine | None:
+def zoo_engine(name_or_path: str | Path, trusted: bool = False, device: str = "auto",
+               label: str | None = None) -> InteractiveEngine | None:
     """The engine running the bundle ``name_or_path`` (registry name or folder), None if it is no prompted bundle.
+
+    ``label``: for a DeepEdit bundle of several structures, the label name the clicks are for
+    (default: its first one besides background).
 
     Raises:
         ModelError: no model of that name.
@@ -50,7 +54,7 @@ def zoo_engine(name_or_path: str | Path, trusted: bool = False, device: str = "a
     if style == "deepedit":
         from .deepedit import DeepEditEngine
 
-        return DeepEditEngine(model, device=device)
+        return DeepEditEngine(model, device=device, label=label)
     if style == "vista3d":
         from .vista3d import Vista3dEngine
 
