@@ -8,6 +8,11 @@ structure's innermost voxel, each next one at the innermost voxel of the largest
   MR breast) and the largest labelled structure of its prostate phantom scan (skipped when absent);
 * phantom: liver, spleen, each kidney and each lesion of CT and MR-like phantoms.
 
+What the shipped ``interactive_unet`` saw in training (``samples/interactive_data.py``): brain1's
+tumour and the prostate scan's labels 1-8 (so brain1 is marked "trained on"); brain2, breast1 and
+prostate label 9 are held out; phantom livers, kidneys and lesions of other seeds were targets, the
+spleen never was. The table prints every engine side by side, with the load average of the machine.
+
 Run (``--quick`` for a smaller phantom set):
 
     PYTHONPATH=src .venv/bin/python benchmarks/interactive.py [--engine NAME] [--quick]
@@ -34,11 +39,12 @@ def real_structures():
     pairs = [("brain1", "MR brain tumour"), ("brain2", "MR brain tumour"), ("breast1", "MR breast tumour")]
     for stem, what in pairs if REAL.is_dir() else ():
         image, label = read_volume(REAL / f"{stem}_image.nrrd"), read_volume(REAL / f"{stem}_label.nrrd")
-        yield "real", f"{stem} ({what})", image.array, image.spacing, _largest(label.array > 0)
+        held = "trained on" if stem == "brain1" else "held out"
+        yield "real", f"{stem} ({what}, {held})", image.array, image.spacing, _largest(label.array > 0)
     if (REAL / "prostate_phantom_subvolume.nrrd").exists():
         image = read_volume(REAL / "prostate_phantom_subvolume.nrrd")
         label = read_volume(REAL / "prostate_phantom_subvolume-label.nrrd")
-        yield "real", "prostate scan, label 9", image.array, image.spacing, _largest(label.array == 9)
+        yield "real", "prostate label 9 (held out)", image.array, image.spacing, _largest(label.array == 9)
 
 
 def phantom_structures(seeds=(0, 1, 2)):
@@ -73,7 +79,7 @@ def evaluate(engine, structures, max_clicks=20):
         rows.append({"group": group, "name": name, "voxels": int(truth.sum()),
                      "noc85": clicks_to_reach(dices, 0.85, max_clicks), "noc90": clicks_to_reach(dices, 0.90, max_clicks),
                      "dice1": dices[0], "dice3": dice3, "seconds": float(np.mean(seconds))})
-        print(f"  {name:<28} {rows[-1]['voxels']:>7} vox  NoC85 {rows[-1]['noc85']:>2}  NoC90 {rows[-1]['noc90']:>2}  "
+        print(f"  {name:<40} {rows[-1]['voxels']:>7} vox  NoC85 {rows[-1]['noc85']:>2}  NoC90 {rows[-1]['noc90']:>2}  "
               f"Dice@1 {rows[-1]['dice1']:.3f}  Dice@3 {dice3:.3f}  {rows[-1]['seconds']:.2f} s/click",
               file=sys.stderr, flush=True)
     return rows
@@ -95,6 +101,24 @@ def summary_table(engine_name, rows) -> str:
     return "\n".join(lines)
 
 
+def comparison_table(results: dict) -> str:
+    """One line per dataset (group) and engine: NoC@85, NoC@90, Dice@3, s/click."""
+    import os
+
+    load = os.getloadavg()
+    lines = [f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores",
+             f"{'dataset':<12} {'engine':<16} {'n':>3} {'NoC@85':>7} {'NoC@90':>7} {'Dice@3':>7} {'s/click':>8}"]
+    groups = dict.fromkeys(r["group"] for rows in results.values() for r in rows)
+    for group in groups:
+        for engine, rows in results.items():
+            part = [r for r in rows if r["group"] == group]
+            if part:
+                mean = {k: float(np.mean([r[k] for r in part])) for k in ("noc85", "noc90", "dice3", "seconds")}
+                lines.append(f"{group:<12} {engine:<16} {len(part):>3} {mean['noc85']:>7.2f} {mean['noc90']:>7.2f} "
+                             f"{mean['dice3']:>7.3f} {mean['seconds']:>8.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     from napari_medvision.core.interactive import available_engines
 
@@ -104,12 +128,15 @@ def main() -> None:
     parser.add_argument("--real-only", action="store_true")
     args = parser.parse_args()
     engines = available_engines()
+    structures = list(real_structures())
+    if not args.real_only:
+        structures += list(phantom_structures((0,) if args.quick else (0, 1, 2)))
+    results = {}
     for name in args.engine or list(engines):
-        structures = list(real_structures())
-        if not args.real_only:
-            structures += list(phantom_structures((0,) if args.quick else (0, 1, 2)))
-        rows = evaluate(engines[name], structures)
-        print(summary_table(name, rows))
+        print(f"engine {name}:", file=sys.stderr, flush=True)
+        results[name] = evaluate(engines[name], structures)
+        print(summary_table(name, results[name]), flush=True)
+    print(comparison_table(results))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ from napari_medvision.core.interactive.random_walk import RandomWalkEngine
 from napari_medvision.core.interactive.simulate import clicks_to_reach, next_click
 from napari_medvision.core.metrics import dice
 
+#: These tests are of the model-free engine (the shipped model, the default for 3D, has its own file).
+RW = RandomWalkEngine.name
+
 
 def blobs(shape=(24, 48, 48), neck=True, seed=0):
     """Two touching balls of one intensity (joined by a neck) in noise: (image, left ball, right ball)."""
@@ -27,7 +30,7 @@ def blobs(shape=(24, 48, 48), neck=True, seed=0):
 
 def test_one_click_segments_a_ball():
     image, left, _ = blobs(neck=False)
-    mask = segment_prompts(image, (1, 1, 1), Prompts(positive=[(12, 24, 14)]))
+    mask = segment_prompts(image, (1, 1, 1), Prompts(positive=[(12, 24, 14)]), RW)
     assert mask.dtype == np.uint8 and mask.shape == image.shape
     assert dice(mask, left) > 0.9
 
@@ -35,16 +38,16 @@ def test_one_click_segments_a_ball():
 def test_negative_click_cuts_off_a_touching_neighbour():
     image, left, right = blobs()
     prompts = Prompts(positive=[(12, 24, 14)])
-    first = segment_prompts(image, (1, 1, 1), prompts)
+    first = segment_prompts(image, (1, 1, 1), prompts, RW)
     assert first[right].mean() > 0.5            # one click leaks into the look-alike neighbour
-    second = segment_prompts(image, (1, 1, 1), prompts.add((12, 24, 34), positive=False))
+    second = segment_prompts(image, (1, 1, 1), prompts.add((12, 24, 34), positive=False), RW)
     assert second[right].mean() < 0.1 and dice(second, left) > 0.85
 
 
 def test_box_keeps_the_mask_inside_it():
     image, left, right = blobs()
     box = [(3, 15, 5), (21, 33, 23)]
-    mask = segment_prompts(image, (1, 1, 1), Prompts(positive=[(12, 24, 14)], box=box))
+    mask = segment_prompts(image, (1, 1, 1), Prompts(positive=[(12, 24, 14)], box=box), RW)
     assert not mask[:, :, 25:].any() and dice(mask, left) > 0.85
 
 
@@ -104,7 +107,7 @@ def test_cli_interact_keeps_geometry(tmp_path):
     sitk.WriteImage(scan, str(tmp_path / "scan.nrrd"))
     out = tmp_path / "mask.nii.gz"
     result = medvision("interact", "--input", tmp_path / "scan.nrrd", "--point", "14,24,12,+",
-                       "--output", out, "--json")
+                       "--model", RW, "--output", out, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["voxels"] > 0
     written = sitk.ReadImage(str(out))

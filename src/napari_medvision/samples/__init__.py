@@ -13,7 +13,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SEGMENTATION_SAMPLES = ("ct_organs_unet", "ct_organs_unetr")
-SAMPLES = (*SEGMENTATION_SAMPLES, "lesion_classifier", "nodule_detector")
+SAMPLES = (*SEGMENTATION_SAMPLES, "lesion_classifier", "nodule_detector", "interactive_unet")
 #: Recipes whose model is not shipped yet (trainable with ``medvision train``; see its module docstring).
 UNSHIPPED = ("radiograph_classifier",)
 
@@ -22,7 +22,8 @@ def train_sample(name: str, output: str | Path, *, real_data: Path | None = None
     """The training generator of sample ``name``, writing its bundle to ``output``.
 
     ``options`` go to the recipe (``seed``, ``device``, ``cases``, ``epochs``, ``max_minutes``);
-    ``real_data`` (a folder of real scans reported on in the card) applies to segmentation only.
+    ``real_data`` (a folder of real scans reported on in the card) applies to segmentation and, as
+    training data, to ``interactive_unet``.
 
     Raises:
         ValueError: not one of :data:`SAMPLES`.
@@ -33,6 +34,10 @@ def train_sample(name: str, output: str | Path, *, real_data: Path | None = None
         return train_segmentation_sample(name, output, real_data=real_data, **options)
     if name not in SAMPLES + UNSHIPPED:
         raise ValueError(f"unknown sample model {name!r}; choose one of {', '.join(SAMPLES)}")
+    if name == "interactive_unet":
+        from .interactive import train_interactive_sample
+
+        return train_interactive_sample(output, real_data=real_data, **options)
     if real_data is not None:
         log.warning("--real-data is reported on for segmentation samples only; %s ignores it", name)
     if name == "lesion_classifier":

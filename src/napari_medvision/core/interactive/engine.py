@@ -8,13 +8,18 @@ import numpy as np
 
 from ..errors import MedvisionError
 from .base import InteractiveEngine
+from .click_unet import ClickUNetEngine
 from .prompts import Prompts
 from .random_walk import RandomWalkEngine
 
 
 def available_engines() -> dict[str, InteractiveEngine]:
-    """Every engine, by name, best first (the first that fits an image is its default)."""
-    engines = [RandomWalkEngine()]
+    """Every engine, by name, best first (the first that fits an image is its default).
+
+    The shipped click-conditioned U-Net fits 3D images; the model-free random walker fits every
+    image and is the fallback (2D images, or a missing model).
+    """
+    engines = [_shared(ClickUNetEngine), RandomWalkEngine()]
     return {engine.name: engine for engine in engines}
 
 
@@ -63,3 +68,13 @@ def segment_prompts(image: np.ndarray, spacing_xyz, prompts: Prompts, engine: st
     prompts.check(image.shape)
     mask = choose_engine(image, spacing_xyz, engine).segment(image, spacing_xyz, prompts)
     return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+_SHARED: dict[type, InteractiveEngine] = {}
+
+
+def _shared(kind: type) -> InteractiveEngine:
+    """One instance per engine class, so its network is built once per process."""
+    if kind not in _SHARED:
+        _SHARED[kind] = kind()
+    return _SHARED[kind]

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # torch loads when a bundle is built, not when one is listed 
 
 log = logging.getLogger(__name__)
 
-TASKS = ("segmentation", "classification", "detection")
+TASKS = ("segmentation", "classification", "detection", "interactive")
 #: Bundles shipped with the project (they pass the trust gate on their merits, like any other).
 SAMPLE_MODELS_DIR = Path(__file__).resolve().parents[2] / "sample_models"
 _DROP_PRE = ("LoadImage", "LoadImaged", "LoadImageD", "LoadImageDict")

@@ -89,13 +89,18 @@ def finetune(bundle: Bundle, store: CaseStore, versions: VersionStore, settings:
     the validation cases, and each case's label (geometry and values) while it is prepared.
 
     Raises:
-        ModelError: not a segmentation bundle, or cases with labels the model does not have.
+        ModelError: not a segmentation (or interactive) bundle, or cases with labels the model does not have.
         GeometryMismatchError: a case whose label does not lie on its image's grid.
         MedvisionError: no cases, an existing ``output``, or not a case store.
     """
     import time
 
     settings = settings or FinetuneSettings()
+    if bundle.task == "interactive":   # the click-conditioned model: simulated clicks on the corrected masks
+        from ..interactive.finetune import finetune_interactive
+
+        return (yield from finetune_interactive(bundle, store, versions, settings, device=device, output=output,
+                                                group=group))
     start = time.perf_counter()
     if output is not None:
         check_new_model_dir(output)

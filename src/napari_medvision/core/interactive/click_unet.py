@@ -1,0 +1,185 @@
+"""The shipped interactive model as an engine: a small click-conditioned 3D U-Net on a cube around the clicks.
+
+How one call works:
+
+1. First cube (:mod:`.cube`): with a box, around the box; otherwise around the crop :mod:`.crop`
+   estimates from the clicks (rays from each positive click as far as the tissue stays alike).
+2. The cube resampled to 48^3 isotropic voxels, its intensities normalised within it, plus the
+   positive and negative clicks as Gaussian guidance channels (the DeepEdit definition); the
+   network's probability goes back onto the scan's grid.
+3. Second pass: the cube re-centred and re-sized around what the first pass found (the framing the
+   network was trained on), when that differs enough; at most :data:`PASSES` passes.
+4. Over 0.5, clicks enforced, holes filled, only the pieces holding a positive click kept.
+
+The network comes from a MONAI bundle (``sample_models/interactive_unet`` by default): its
+``network_def`` and ``models/model.pt`` (a state dict, ``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import InteractiveEngine
+from .crop import choose_crop, click_statistics
+from .cube import Cube, cube_around, network_input, paste, sample
+from .prompts import Prompts
+
+#: The shipped bundle.
+SAMPLE_NAME = "interactive_unet"
+#: Most network passes per call (each ~0.1-0.3 s on a 2-core CPU).
+PASSES = 3
+#: A pass reruns when the new cube's side changes by more than this fraction or its centre moves
+#: by more than this fraction of the side.
+RERUN_CHANGE = 0.15
+
+
+def sample_bundle_path() -> Path:
+    from ..models.bundle import SAMPLE_MODELS_DIR
+
+    return SAMPLE_MODELS_DIR / SAMPLE_NAME
+
+
+class ClickUNetEngine(InteractiveEngine):
+    """A click-conditioned 3D U-Net (MONAI ``UNet``) trained on random structures and real scans."""
+
+    name = SAMPLE_NAME
+    description = ("shipped model: click-conditioned 3D U-Net on a 48^3 cube around the clicks "
+                   "(3D CT or MR)")
+
+    def __init__(self, bundle_path: str | Path | None = None, threads: int | None = None):
+        self.bundle_path = Path(bundle_path) if bundle_path else sample_bundle_path()
+        self.threads = threads
+        self._network = None
+        self._lock = threading.Lock()
+
+    def fits(self, image: np.ndarray, spacing_xyz) -> bool:
+        """3D images (at least 2 voxels along each axis) when the bundle's weights are there."""
+        return (image.ndim == 3 and min(image.shape) >= 2
+                and (self.bundle_path / "models" / "model.pt").is_file())
+
+    def network(self):
+        """The network in eval mode on the CPU, built once per engine."""
+        with self._lock:
+            if self._network is None:
+                self._network = load_network(self.bundle_path)
+        return self._network
+
+    def segment(self, image: np.ndarray, spacing_xyz, prompts: Prompts) -> np.ndarray:
+        spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
+        positive = prompts.positive if len(prompts.positive) else _box_centre(prompts)
+        cube = self.first_cube(image, spacing_zyx, Prompts(positive, prompts.negative, prompts.box))
+        probability = None
+        for _ in range(PASSES):
+            box, values = self.predict(image, spacing_zyx, cube, positive, prompts.negative)
+            probability = np.zeros(image.shape, np.float32)
+            probability[box] = values
+            if prompts.box is not None:
+                break
+            better = self.refit(probability > 0.5, positive, spacing_zyx)
+            if better is None or not _differs(cube, better, spacing_zyx):
+                break
+            cube = better
+        return _finish(probability > 0.5, positive, prompts)
+
+    def first_cube(self, image, spacing_zyx, prompts: Prompts) -> Cube:
+        """The cube of the first pass (see the module docstring)."""
+        if prompts.box is not None:
+            return cube_around(prompts.box[0], prompts.box[1], spacing_zyx, scale=1.15, pad_mm=6.0)
+        centre, spread = click_statistics(image, prompts.positive[:1], spacing_zyx)
+        crop = choose_crop(image, spacing_zyx, prompts, centre, spread)
+        lo, hi = np.array([s.start for s in crop]), np.array([s.stop - 1 for s in crop])
+        # choose_crop already adds a margin; keep the cube about that size.
+        return cube_around(lo, hi, spacing_zyx, scale=1.0, pad_mm=0.0)
+
+    def refit(self, mask: np.ndarray, positive, spacing_zyx) -> Cube | None:
+        """The cube around ``mask`` and the positive clicks (None when the mask is empty)."""
+        where = np.argwhere(mask)
+        if not len(where):
+            return None
+        points = np.vstack([where, positive])
+        return cube_around(points.min(0), points.max(0), spacing_zyx)
+
+    def predict(self, image, spacing_zyx, cube: Cube, positive, negative):
+        """One pass: ``(footprint slices, probability on the footprint)``."""
+        import torch
+
+        block = sample(image, cube, spacing_zyx)
+        inputs = network_input(block, cube.to_cube(positive, spacing_zyx), cube.to_cube(negative, spacing_zyx))
+        network = self.network()
+        with torch.inference_mode(), _threads(self.threads):
+            logits = network(torch.from_numpy(inputs)[None])[0, 0].numpy()
+        return paste(1.0 / (1.0 + np.exp(-logits)), cube, image.shape, spacing_zyx)
+
+
+def load_network(bundle_path: Path):
+    """The bundle's ``network_def`` with its ``models/model.pt`` weights, eval mode, CPU.
+
+    Raises:
+        ModelError: the bundle or its weights are missing or do not match the network.
+    """
+    import json
+
+    import torch
+    from monai.bundle import ConfigParser
+
+    config_path, weights = bundle_path / "configs" / "inference.json", bundle_path / "models" / "model.pt"
+    if not config_path.is_file() or not weights.is_file():
+        raise ModelError(f"the interactive model at {bundle_path} has no configs/inference.json or "
+                         "models/model.pt: train it with `medvision train interactive_unet --output DIR`")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    network = ConfigParser({"n": config["network_def"]}).get_parsed_content("n")
+    try:
+        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except RuntimeError as exc:
+        raise ModelError(f"the weights in {weights} do not fit the bundle's network: {exc}") from None
+    return network.eval()
+
+
+class _threads:
+    """Torch intra-op threads for one call (unchanged when ``count`` is None)."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        if self.count:
+            torch.set_num_threads(self.count)
+
+    def __exit__(self, *_):
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def _differs(old: Cube, new: Cube, spacing_zyx) -> bool:
+    moved = np.abs(np.asarray(new.centre) - np.asarray(old.centre)) * np.asarray(spacing_zyx)
+    return (abs(new.side_mm - old.side_mm) > RERUN_CHANGE * old.side_mm
+            or float(moved.max()) > RERUN_CHANGE * old.side_mm)
+
+
+def _finish(mask: np.ndarray, positive, prompts: Prompts) -> np.ndarray:
+    """Clicks enforced, holes filled, only the pieces that hold a positive click (uint8)."""
+    from scipy import ndimage
+
+    mask = mask.copy()
+    mask[tuple(np.asarray(prompts.negative, int).reshape(-1, 3).T)] = False
+    mask[tuple(np.asarray(positive, int).reshape(-1, 3).T)] = True
+    if prompts.box is not None:
+        outside = np.ones(mask.shape, bool)
+        outside[tuple(slice(a, b + 1) for a, b in zip(prompts.box[0], prompts.box[1]))] = False
+        mask[outside] = False
+    mask = ndimage.binary_fill_holes(mask)
+    labels, _ = ndimage.label(mask)
+    keep = {int(labels[tuple(p)]) for p in np.asarray(positive, int).reshape(-1, 3)} - {0}
+    return np.isin(labels, list(keep)).astype(np.uint8)
+
+
+def _box_centre(prompts: Prompts) -> np.ndarray:
+    return ((prompts.box[0] + prompts.box[1]) // 2).reshape(1, 3)

@@ -1,0 +1,152 @@
+"""The shipped interactive model as an engine: cube geometry, guidance, engine choice, masks, bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from napari_medvision.core.errors import MedvisionError, ModelError
+from napari_medvision.core.interactive import PromptError, Prompts, available_engines, choose_engine, segment_prompts
+from napari_medvision.core.interactive.click_unet import ClickUNetEngine, sample_bundle_path
+from napari_medvision.core.interactive.cube import cube_around, guidance, paste, sample
+from napari_medvision.core.metrics import dice
+
+NAME = "interactive_unet"
+
+
+def ball(shape=(20, 64, 64), spacing_zyx=(3.0, 0.8, 0.8), centre_mm=(30.0, 26.0, 24.0), radius_mm=9.0):
+    grids = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing_zyx)], indexing="ij")
+    return sum((g - c) ** 2 for g, c in zip(grids, centre_mm)) <= radius_mm ** 2
+
+
+def test_cube_sample_and_paste_return_a_structure_to_its_own_grid():
+    spacing_zyx = (3.0, 0.8, 0.8)
+    truth = ball(spacing_zyx=spacing_zyx)
+    where = np.argwhere(truth)
+    cube = cube_around(where.min(0), where.max(0), spacing_zyx)
+    inside = sample(truth.astype(np.float32), cube, spacing_zyx)
+    assert inside.shape == (48, 48, 48) and 0.02 < (inside > 0.5).mean() < 0.5
+    box, back = paste(inside, cube, truth.shape, spacing_zyx)
+    full = np.zeros(truth.shape, bool)
+    full[box] = back > 0.5
+    assert dice(full, truth) > 0.9
+
+
+def test_guidance_is_the_deepedit_signal():
+    from monai.apps.deepedit.transforms import AddGuidanceSignalDeepEditd
+
+    points = [[10, 20, 30], [30, 5, 12]]
+    ours = guidance(points, size=48, sigma=2.0)
+    theirs = AddGuidanceSignalDeepEditd(keys="image", sigma=2)({
+        "image": np.zeros((1, 48, 48, 48), np.float32), "guidance": {"structure": points},
+        "label_names": {"structure": 1}})["image"][1]
+    assert ours.max() == 1.0 and np.abs(ours - np.asarray(theirs)).max() < 0.05
+    assert not guidance(np.zeros((0, 3)), size=8).any() and not guidance([[-1, 2, 2]], size=8).any()
+
+
+def test_the_model_is_the_default_for_3d_and_the_random_walker_for_2d():
+    assert list(available_engines())[:2] == [NAME, "random-walker"]
+    assert choose_engine(np.zeros((8, 16, 16)), (1, 1, 1)).name == NAME
+    assert choose_engine(np.zeros((1, 16, 16)), (1, 1, 1)).name == "random-walker"
+    with pytest.raises(MedvisionError, match="does not fit"):
+        choose_engine(np.zeros((1, 16, 16)), (1, 1, 1), NAME)
+
+
+def test_an_unseen_phantom_organ_from_a_few_clicks():
+    """The spleen was never a training target; phantom seed 5 was never a training scan."""
+    from napari_medvision.core.interactive.simulate import simulate_session
+    from napari_medvision.core.phantom import LABELS, generate_phantom
+
+    case = generate_phantom(5, modality="MR")
+    spleen = case.label.array == LABELS["spleen"]
+    dices, _ = simulate_session(ClickUNetEngine(), case.image.array, case.image.spacing, spleen, max_clicks=3)
+    assert max(dices) > 0.75, dices
+
+
+def test_a_bright_ball_in_noise_and_the_box_bounds_the_mask():
+    rng = np.random.default_rng(0)
+    spacing_zyx = (3.0, 0.8, 0.8)
+    truth = ball(spacing_zyx=spacing_zyx)
+    image = (rng.normal(0, 10, truth.shape) + 60 * truth).astype(np.float32)
+    centre = tuple(int(v) for v in np.argwhere(truth).mean(0))
+    mask = segment_prompts(image, spacing_zyx[::-1], Prompts(positive=[centre]), NAME)
+    assert mask.dtype == np.uint8 and mask.shape == image.shape and dice(mask, truth) > 0.8
+    box = [(0, 0, 0), (19, 63, centre[2])]
+    boxed = segment_prompts(image, spacing_zyx[::-1], Prompts(positive=[centre], box=box), NAME)
+    assert boxed.any() and not boxed[:, :, centre[2] + 1:].any()
+
+
+@pytest.mark.parametrize("prompts, message", [
+    (Prompts(positive=[(0, 0, 50)]), "outside the image"),
+    (Prompts(negative=[(1, 1, 1)]), "only negative clicks"),
+    (Prompts(positive=[(2, 2, 2)], box=[(1, 1, 1), (5, 1, 5)]), "zero size along y"),
+])
+def test_bad_prompts_are_refused_before_the_model_runs(prompts, message):
+    with pytest.raises(PromptError, match=message):
+        segment_prompts(np.zeros((10, 10, 10), np.float32), (1, 1, 1), prompts, NAME)
+
+
+def test_a_missing_model_does_not_fit_and_says_how_to_get_one(tmp_path):
+    engine = ClickUNetEngine(tmp_path / "nothing")
+    assert not engine.fits(np.zeros((8, 8, 8)), (1, 1, 1))
+    with pytest.raises(ModelError, match="medvision train interactive_unet"):
+        engine.network()
+
+
+def test_the_shipped_bundle_is_small_and_loads_weights_only():
+    weights = sample_bundle_path() / "models" / "model.pt"
+    assert weights.stat().st_size < 5 * 1024 * 1024
+    metadata = json.loads((sample_bundle_path() / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["medvision"]["task"] == "interactive"
+    assert ClickUNetEngine().network().training is False
+
+
+def test_cli_interact_with_the_model_keeps_geometry(tmp_path):
+    rng = np.random.default_rng(1)
+    truth = ball()
+    scan = sitk.GetImageFromArray((rng.normal(100, 8, truth.shape) + 50 * truth).astype(np.int16))
+    scan.SetSpacing((0.8, 0.8, 3.0))
+    scan.SetOrigin((-12.5, 40.0, 7.25))
+    scan.SetDirection((1, 0, 0, 0, -1, 0, 0, 0, 1))
+    sitk.WriteImage(scan, str(tmp_path / "scan.nrrd"))
+    z, y, x = (int(v) for v in np.argwhere(truth).mean(0))
+    out = tmp_path / "mask.nii.gz"
+    result = subprocess.run([sys.executable, "-m", "napari_medvision.cli", "interact", "--input",
+                             str(tmp_path / "scan.nrrd"), "--point", f"{x},{y},{z},+", "--model", NAME,
+                             "--output", str(out), "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["engine"] == NAME
+    written = sitk.ReadImage(str(out))
+    assert written.GetSize() == scan.GetSize() and np.allclose(written.GetOrigin(), scan.GetOrigin(), atol=1e-6)
+    assert np.allclose(written.GetDirection(), scan.GetDirection(), atol=1e-6)
+    assert dice(sitk.GetArrayFromImage(written), truth) > 0.7
+
+
+def test_finetune_drives_the_interactive_model_with_simulated_clicks(tmp_path, monkeypatch):
+    """``medvision finetune``'s core on the interactive bundle: a new version that the engine loads."""
+    from napari_medvision.core.models import find_bundle
+    from napari_medvision.core.phantom import LABELS, generate_phantom
+    from napari_medvision.core.training.case_store import CaseStore
+    from napari_medvision.core.training.finetune import FinetuneSettings, finetune
+    from napari_medvision.core.training.versions import VersionStore
+    from tests.conftest import drain
+
+    from napari_medvision.core.interactive import finetune as interactive_finetune
+
+    monkeypatch.setattr(interactive_finetune, "VALIDATION_EXAMPLES", 1)
+    store = CaseStore.create(tmp_path / "store", {"background": 0, "spleen": 1}, channel="MR")
+    for seed in (7, 8):
+        case = generate_phantom(seed, shape=(32, 64, 64), spacing=(5.6, 5.6, 10.0), modality="MR")
+        store.add_case(f"case_{seed}", case.image,
+                       case.label.with_array((case.label.array == LABELS["spleen"]).astype("uint8")))
+    settings = FinetuneSettings(epochs=1, steps_per_epoch=2, batch_size=1, max_minutes=2)
+    steps, result = drain(finetune(find_bundle(NAME), store, VersionStore(tmp_path / "versions"), settings,
+                                   device="cpu", output=tmp_path / "new"))
+    assert result.training_cases == ["case_7"] and result.validation_cases == ["case_8"]
+    assert 0.0 <= result.base_dice <= 1.0 and len(result.history) == 1
+    assert json.loads((tmp_path / "new" / "docs" / "version.json").read_text())["validation"].startswith("Dice")
+    engine = ClickUNetEngine(tmp_path / "new")
+    assert engine.fits(case.image.array, case.image.spacing) and engine.network() is not None
