@@ -376,8 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer.set_defaults(run=cmd_infer)
 
     train = commands.add_parser("train", help="regenerate a sample model from phantoms (reproducible)")
-    train.add_argument("name", help="ct_organs_unet, ct_organs_unetr, lesion_classifier, nodule_detector "
-                                    "or radiograph_classifier")
+    train.add_argument("name", help="ct_organs_unet, ct_organs_unetr, lesion_classifier, nodule_detector, "
+                                    "interactive_unet or radiograph_classifier")
     train.add_argument("--output", required=True, help="bundle folder to write")
     train.add_argument("--cases", type=_positive_int, help="training cases (default: the model's own)")
     train.add_argument("--seed", type=int, default=0)

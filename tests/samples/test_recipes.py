@@ -3,13 +3,14 @@ models), and the shipped bundles are what the recipes write (same configs, same 
 
 import json
 
+import numpy as np
 import pytest
 
 from napari_medvision.core.models import load_bundle
 from napari_medvision.core.models.bundle import SAMPLE_MODELS_DIR
 from napari_medvision.core.phantom import Lesion
-from napari_medvision.samples import (SAMPLES, SEGMENTATION_SAMPLES, classifier, detector, radiograph, segmentation,
-                                      train_sample)
+from napari_medvision.samples import (SAMPLES, SEGMENTATION_SAMPLES, classifier, detector, interactive, radiograph,
+                                      segmentation, train_sample)
 from napari_medvision.samples.common import case_seeds
 from napari_medvision.samples.detector import froc_point
 from tests.conftest import drain
@@ -58,6 +59,19 @@ def test_detector_sample_training(tmp_path, tiny_phantoms):
     assert load_bundle(tmp_path / "det").task == "detection"
 
 
+def test_interactive_sample_training_writes_a_bundle_the_engine_runs(tmp_path):
+    from napari_medvision.core.interactive.click_unet import ClickUNetEngine
+
+    out = tmp_path / "interactive"
+    steps, metrics = drain(interactive.train_interactive_sample(out, cases=1, epochs=1, steps_per_epoch=1, batch=1,
+                                                                evaluate=False))
+    assert load_bundle(out).task == "interactive" and load_bundle(out).code_findings() == []
+    assert metrics["training"]["steps"] == 1 and metrics["training"]["real_scans"] == []
+    assert "not for diagnosis" in (out / "docs" / "README.md").read_text()
+    engine = ClickUNetEngine(out)
+    assert engine.fits(np.zeros((8, 8, 8)), (1, 1, 1)) and not engine.network().training
+
+
 def test_froc_point_counts_hits_and_false_positives():
     big = Lesion((0, 0, 0), 12.0, "lung", [0, 0, 0, 12, 12, 12])
     small = Lesion((50, 0, 0), 6.0, "lung", [47, -3, -3, 53, 3, 3])
@@ -69,7 +83,8 @@ def test_froc_point_counts_hits_and_false_positives():
 
 CONFIGS = {"ct_organs_unet": lambda: segmentation.segmentation_bundle_config("ct_organs_unet"),
            "ct_organs_unetr": lambda: segmentation.segmentation_bundle_config("ct_organs_unetr"),
-           "lesion_classifier": classifier.bundle_config, "nodule_detector": detector.bundle_config}
+           "lesion_classifier": classifier.bundle_config, "nodule_detector": detector.bundle_config,
+           "interactive_unet": interactive.bundle_config}
 _VERSIONS = ("monai_version", "pytorch_version")   # of whatever is installed when the recipe runs
 
 
@@ -96,7 +111,8 @@ def test_train_sample_picks_each_recipe():
     assert SEGMENTATION_SAMPLES == tuple(segmentation.NETWORKS)
     recipes = {name: train_sample(name, "unused", seed=0).gi_code.co_name for name in SAMPLES}
     assert recipes == {"ct_organs_unet": "train_segmentation_sample", "ct_organs_unetr": "train_segmentation_sample",
-                       "lesion_classifier": "train_classifier", "nodule_detector": "train_detector"}
+                       "lesion_classifier": "train_classifier", "nodule_detector": "train_detector",
+                       "interactive_unet": "train_interactive_sample"}
     assert train_sample("radiograph_classifier", "unused").gi_code.co_name == "train_radiograph_classifier"
     with pytest.raises(ValueError, match="unknown sample model"):
         train_sample("resnet", "unused")
@@ -107,8 +123,8 @@ def test_medvision_train_refuses_an_unknown_sample(capsys):
 
     assert main(["train", "resnet", "--output", "unused"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: unknown sample model 'resnet'; choose ct_organs_unet, ct_organs_unetr, lesion_classifier or "
-        "nodule_detector"]
+        "error: unknown sample model 'resnet'; choose ct_organs_unet, ct_organs_unetr, lesion_classifier, "
+        "nodule_detector or interactive_unet"]
 
 
 def test_radiograph_recipe_config_passes_the_trust_gate_and_is_2d(tmp_path):

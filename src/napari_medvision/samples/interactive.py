@@ -198,8 +198,8 @@ def model_card(metadata: dict, metrics: dict) -> str:
 
 {metadata['description']}.
 
-**Intended use:** an annotation aid for research: click inside a structure (+), correct with more
-clicks (+ where it is missed, - where it leaks). Not for diagnosis.
+**Intended use:** an annotation aid for research, not for diagnosis: click inside a structure (+),
+correct with more clicks (+ where it is missed, - where it leaks).
 
 ## Input and output
 The engine (`napari_medvision.core.interactive.click_unet`) takes a cube, equal in mm along each

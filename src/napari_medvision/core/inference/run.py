@@ -27,6 +27,11 @@ def run_model(model, volume: Volume | list[Volume], **options):
         ModelError: several volumes for a model that takes one.
     """
     kind = getattr(model, "kind", "bundle")
+    if kind == "bundle" and model.task not in _ENGINES:
+        from ..errors import ModelError
+
+        raise ModelError(f"'{model.name}' is an {model.task} model: it segments from clicks, not a whole image; "
+                         f"use `medvision interact --model {model.name}` or the Annotate dock")
     if kind == "nnunet":
         from .nnunet_engine import segment_nnunet
 
@@ -51,4 +56,4 @@ def accepted_options(model) -> frozenset[str]:
     kind = getattr(model, "kind", "bundle")
     if kind == "monailabel":
         return frozenset()
-    return frozenset(_OPTIONS["nnunet" if kind == "nnunet" else model.task])
+    return frozenset(_OPTIONS.get("nnunet" if kind == "nnunet" else model.task, ()))

@@ -2,13 +2,16 @@
 
 How one call works:
 
-1. First cube (:mod:`.cube`): with a box, around the box; otherwise around the crop :mod:`.crop`
-   estimates from the clicks (rays from each positive click as far as the tissue stays alike).
+1. First cube (:mod:`.cube`): with a box, around the box; with several clicks, around them (later
+   clicks mostly lie near the structure's border); with one click, :data:`FIRST_SIDE_MM` around it.
 2. The cube resampled to 48^3 isotropic voxels, its intensities normalised within it, plus the
    positive and negative clicks as Gaussian guidance channels (the DeepEdit definition); the
    network's probability goes back onto the scan's grid.
-3. Second pass: the cube re-centred and re-sized around what the first pass found (the framing the
-   network was trained on), when that differs enough; at most :data:`PASSES` passes.
+3. Next passes: the cube re-centred and re-sized around the piece that holds the positive clicks
+   (the framing the network was trained on: 1.5 times its extent plus 10 mm), at least 1.6 times
+   bigger when that piece touches the cube's side (the structure is bigger than the cube); until the
+   framing settles, at most :data:`PASSES` passes. Growing from a small cube, not shrinking from
+   a big one: in a cube much bigger than the structure the network tends to spill over.
 4. Over 0.5, clicks enforced, holes filled, only the pieces holding a positive click kept.
 
 The network comes from a MONAI bundle (``sample_models/interactive_unet`` by default): its
@@ -24,14 +27,17 @@ import numpy as np
 
 from ..errors import ModelError
 from .base import InteractiveEngine
-from .crop import choose_crop, click_statistics
-from .cube import Cube, cube_around, network_input, paste, sample
+from .cube import MAX_SIDE_MM, Cube, cube_around, network_input, paste, sample
 from .prompts import Prompts
 
 #: The shipped bundle.
 SAMPLE_NAME = "interactive_unet"
 #: Most network passes per call (each ~0.1-0.3 s on a 2-core CPU).
-PASSES = 3
+PASSES = 6
+#: Cube side around a single click, mm (grows when the structure is bigger).
+FIRST_SIDE_MM = 24.0
+#: Least growth of the cube when the structure touches its side.
+GROW = 1.6
 #: A pass reruns when the new cube's side changes by more than this fraction or its centre moves
 #: by more than this fraction of the side.
 RERUN_CHANGE = 0.15
@@ -71,37 +77,47 @@ class ClickUNetEngine(InteractiveEngine):
     def segment(self, image: np.ndarray, spacing_xyz, prompts: Prompts) -> np.ndarray:
         spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
         positive = prompts.positive if len(prompts.positive) else _box_centre(prompts)
-        cube = self.first_cube(image, spacing_zyx, Prompts(positive, prompts.negative, prompts.box))
-        probability = None
+        cube = self.first_cube(spacing_zyx, Prompts(positive, prompts.negative, prompts.box))
         for _ in range(PASSES):
             box, values = self.predict(image, spacing_zyx, cube, positive, prompts.negative)
-            probability = np.zeros(image.shape, np.float32)
-            probability[box] = values
+            piece = _piece(values > 0.5, positive - np.array([s.start for s in box]))
             if prompts.box is not None:
                 break
-            better = self.refit(probability > 0.5, positive, spacing_zyx)
+            better = self.refit(piece, box, cube, image.shape, positive, spacing_zyx)
             if better is None or not _differs(cube, better, spacing_zyx):
                 break
             cube = better
-        return _finish(probability > 0.5, positive, prompts)
+        mask = np.zeros(image.shape, bool)
+        mask[box] = values > 0.5
+        return _finish(mask, positive, prompts)
 
-    def first_cube(self, image, spacing_zyx, prompts: Prompts) -> Cube:
+    def first_cube(self, spacing_zyx, prompts: Prompts) -> Cube:
         """The cube of the first pass (see the module docstring)."""
         if prompts.box is not None:
             return cube_around(prompts.box[0], prompts.box[1], spacing_zyx, scale=1.15, pad_mm=6.0)
-        centre, spread = click_statistics(image, prompts.positive[:1], spacing_zyx)
-        crop = choose_crop(image, spacing_zyx, prompts, centre, spread)
-        lo, hi = np.array([s.start for s in crop]), np.array([s.stop - 1 for s in crop])
-        # choose_crop already adds a margin; keep the cube about that size.
-        return cube_around(lo, hi, spacing_zyx, scale=1.0, pad_mm=0.0)
+        points = np.vstack([prompts.positive, prompts.negative])
+        if len(points) > 1:
+            around = cube_around(points.min(0), points.max(0), spacing_zyx)
+            if around.side_mm > FIRST_SIDE_MM:
+                return around
+        centre = tuple(float(c) for c in prompts.positive.mean(0))
+        return Cube(centre, FIRST_SIDE_MM)
 
-    def refit(self, mask: np.ndarray, positive, spacing_zyx) -> Cube | None:
-        """The cube around ``mask`` and the positive clicks (None when the mask is empty)."""
-        where = np.argwhere(mask)
+    def refit(self, piece: np.ndarray, box, cube: Cube, shape, positive, spacing_zyx) -> Cube | None:
+        """The cube around ``piece`` (on the footprint ``box``) and the positive clicks, at least twice
+        ``cube``'s side when the piece touches a side of the footprint that is not the image's edge."""
+        where = np.argwhere(piece)
         if not len(where):
             return None
-        points = np.vstack([where, positive])
-        return cube_around(points.min(0), points.max(0), spacing_zyx)
+        start = np.array([s.start for s in box])
+        points = np.vstack([where + start, positive])
+        better = cube_around(points.min(0), points.max(0), spacing_zyx)
+        stop = np.array([s.stop for s in box])
+        low = (where.min(0) == 0) & (start > 0)
+        high = (where.max(0) + start == stop - 1) & (stop < np.asarray(shape))
+        if np.any(low | high):
+            better = Cube(better.centre, float(min(max(better.side_mm, GROW * cube.side_mm), MAX_SIDE_MM)))
+        return better
 
     def predict(self, image, spacing_zyx, cube: Cube, positive, negative):
         """One pass: ``(footprint slices, probability on the footprint)``."""
@@ -162,6 +178,16 @@ def _differs(old: Cube, new: Cube, spacing_zyx) -> bool:
     moved = np.abs(np.asarray(new.centre) - np.asarray(old.centre)) * np.asarray(spacing_zyx)
     return (abs(new.side_mm - old.side_mm) > RERUN_CHANGE * old.side_mm
             or float(moved.max()) > RERUN_CHANGE * old.side_mm)
+
+
+def _piece(mask: np.ndarray, positive) -> np.ndarray:
+    """The connected pieces of ``mask`` that hold a positive click (indices into ``mask``)."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask)
+    inside = [p for p in np.asarray(positive, int).reshape(-1, 3) if np.all((p >= 0) & (p < mask.shape))]
+    keep = {int(labels[tuple(p)]) for p in inside} - {0}
+    return np.isin(labels, list(keep)) if keep else np.zeros(mask.shape, bool)
 
 
 def _finish(mask: np.ndarray, positive, prompts: Prompts) -> np.ndarray:
