@@ -3,7 +3,8 @@
 How one call works:
 
 1. First cube (:mod:`.cube`): with a box, around the box; with several clicks, around them (later
-   clicks mostly lie near the structure's border); with one click, :data:`FIRST_SIDE_MM` around it.
+   clicks mostly lie near the structure's border); with one click, a search over :data:`SCALES`:
+   the largest cube whose answer fits it as the training examples did.
 2. The cube resampled to 48^3 isotropic voxels, its intensities normalised within it, plus the
    positive and negative clicks as Gaussian guidance channels (the DeepEdit definition); the
    network's probability goes back onto the scan's grid.
@@ -34,8 +35,10 @@ from .prompts import Prompts
 SAMPLE_NAME = "interactive_unet"
 #: Most network passes per call (each ~0.1-0.3 s on a 2-core CPU).
 PASSES = 6
-#: Cube side around a single click, mm (grows when the structure is bigger).
-FIRST_SIDE_MM = 24.0
+#: Cube sides tried around a single click, mm, and the ratios (cube around the answer / cube) that
+#: count as the framing the network was trained on (1.2-2.1 times the extent plus 4-16 mm).
+SCALES = (24.0, 48.0, 96.0, 192.0)
+CONSISTENT = (0.75, 1.3)
 #: Least growth of the cube when the structure touches its side.
 GROW = 1.6
 #: A pass reruns when the new cube's side changes by more than this fraction or its centre moves
@@ -77,12 +80,15 @@ class ClickUNetEngine(InteractiveEngine):
     def segment(self, image: np.ndarray, spacing_xyz, prompts: Prompts) -> np.ndarray:
         spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
         positive = prompts.positive if len(prompts.positive) else _box_centre(prompts)
-        cube = self.first_cube(spacing_zyx, Prompts(positive, prompts.negative, prompts.box))
+        prompts = Prompts(positive, prompts.negative, prompts.box)
+        cube = self.first_cube(spacing_zyx, prompts)
+        if prompts.box is None and cube is None:
+            cube = self.search_scale(image, spacing_zyx, prompts)
         for _ in range(PASSES):
             box, values = self.predict(image, spacing_zyx, cube, positive, prompts.negative)
-            piece = _piece(values > 0.5, positive - np.array([s.start for s in box]))
             if prompts.box is not None:
                 break
+            piece = _piece(values > 0.5, positive - np.array([s.start for s in box]))
             better = self.refit(piece, box, cube, image.shape, positive, spacing_zyx)
             if better is None or not _differs(cube, better, spacing_zyx):
                 break
@@ -91,17 +97,32 @@ class ClickUNetEngine(InteractiveEngine):
         mask[box] = values > 0.5
         return _finish(mask, positive, prompts)
 
-    def first_cube(self, spacing_zyx, prompts: Prompts) -> Cube:
-        """The cube of the first pass (see the module docstring)."""
+    def search_scale(self, image, spacing_zyx, prompts: Prompts) -> Cube:
+        """The cube for clicks that give no size: of :data:`SCALES`, the largest one whose answer
+        fits it as the network was trained (the cube around the answer about as big as the cube);
+        the smallest when none does."""
+        centre = tuple(float(c) for c in prompts.positive.mean(0))
+        best = Cube(centre, SCALES[0])
+        for side in SCALES:
+            cube = Cube(centre, side)
+            box, values = self.predict(image, spacing_zyx, cube, prompts.positive, prompts.negative)
+            piece = _piece(values > 0.5, prompts.positive - np.array([s.start for s in box]))
+            fitted = self.refit(piece, box, cube, image.shape, prompts.positive, spacing_zyx)
+            if fitted is not None and CONSISTENT[0] <= fitted.side_mm / side <= CONSISTENT[1]:
+                best = fitted
+        return best
+
+    def first_cube(self, spacing_zyx, prompts: Prompts) -> Cube | None:
+        """The cube of the first pass: around the box, or around several clicks (None: one click,
+        or clicks too close together to give the structure's size; see :meth:`search_scale`)."""
         if prompts.box is not None:
             return cube_around(prompts.box[0], prompts.box[1], spacing_zyx, scale=1.15, pad_mm=6.0)
         points = np.vstack([prompts.positive, prompts.negative])
         if len(points) > 1:
             around = cube_around(points.min(0), points.max(0), spacing_zyx)
-            if around.side_mm > FIRST_SIDE_MM:
+            if around.side_mm > 1.5 * SCALES[0]:
                 return around
-        centre = tuple(float(c) for c in prompts.positive.mean(0))
-        return Cube(centre, FIRST_SIDE_MM)
+        return None
 
     def refit(self, piece: np.ndarray, box, cube: Cube, shape, positive, spacing_zyx) -> Cube | None:
         """The cube around ``piece`` (on the footprint ``box``) and the positive clicks, at least twice
