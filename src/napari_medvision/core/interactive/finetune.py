@@ -25,20 +25,23 @@ VALIDATION_EXAMPLES = 4
 STORE_SHARE = 0.8
 
 
-def finetune_interactive(bundle, store, versions, settings, *, device: str = "auto", output=None,
-                         group=None) -> Generator[object, None, object]:
+def finetune_interactive(bundle, store, versions, settings, split, *, output=None,
+                         group=None) -> Generator[object, None, dict]:
     """Fine-tune the interactive ``bundle`` on ``store``; yields set-up text and ``TrainStep`` items.
 
+    Args:
+        split: ``(case ids, chosen validation ids) -> (training ids, validation ids)``, as for any model.
+        output: the new version's folder (checked by the caller), or None for the next ``vNNN``.
+
     Returns:
-        a :class:`~napari_medvision.core.training.finetune.FinetuneResult`.
+        the fields of a :class:`~napari_medvision.core.training.finetune.FinetuneResult`.
 
     Raises:
-        MedvisionError: several processes (not supported for this model), no cases, an existing output.
+        MedvisionError: several processes (not supported for this model), no cases.
     """
     import torch
     from monai.losses import DiceCELoss
 
-    from ..training.finetune import FinetuneResult, _split, check_new_model_dir
     from ..training.trainer import TrainStep
     from .click_unet import load_network
     from .examples import training_batch
@@ -46,10 +49,8 @@ def finetune_interactive(bundle, store, versions, settings, *, device: str = "au
     start = time.perf_counter()
     if group is not None:
         raise MedvisionError("the interactive model fine-tunes in one process: leave out --nproc/--hosts")
-    if output is not None:
-        check_new_model_dir(output)
     cases = _checked_cases(store)
-    train_ids, val_ids = _split(cases, settings.validation_cases)
+    train_ids, val_ids = split(cases, settings.validation_cases)
     sources = {}
     for number, case_id in enumerate(cases):
         sources[case_id] = _case_source(store, case_id)
@@ -94,8 +95,9 @@ def finetune_interactive(bundle, store, versions, settings, *, device: str = "au
               "best_validation_dice": round(best[0], 4), "improved": improved, "history": history,
               "seconds": round(time.perf_counter() - start, 1)}
     version = versions.write(bundle, best[2], record, output)
-    return FinetuneResult(version, base_dice, best[0], best[1], history, time.perf_counter() - start,
-                          train_ids, val_ids, stopped_by)
+    return {"version": version, "base_dice": base_dice, "best_dice": best[0], "best_epoch": best[1],
+            "history": history, "seconds": time.perf_counter() - start, "training_cases": train_ids,
+            "validation_cases": val_ids, "stopped_by": stopped_by}
 
 
 def _checked_cases(store) -> list[str]:

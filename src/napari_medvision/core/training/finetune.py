@@ -96,14 +96,14 @@ def finetune(bundle: Bundle, store: CaseStore, versions: VersionStore, settings:
     import time
 
     settings = settings or FinetuneSettings()
-    if bundle.task == "interactive":   # the click-conditioned model: simulated clicks on the corrected masks
-        from ..interactive.finetune import finetune_interactive
-
-        return (yield from finetune_interactive(bundle, store, versions, settings, device=device, output=output,
-                                                group=group))
     start = time.perf_counter()
     if output is not None:
         check_new_model_dir(output)
+    if bundle.task == "interactive":   # the click-conditioned model: simulated clicks on the corrected masks
+        from ..interactive.finetune import finetune_interactive
+
+        fields = yield from finetune_interactive(bundle, store, versions, settings, _split, output=output, group=group)
+        return FinetuneResult(**fields)
     cases = check_cases(bundle, store, "fine-tuned")
     train_ids, val_ids = _split(cases, settings.validation_cases)
     torch_device = choose_device(device)
