@@ -1,9 +1,13 @@
 """The Annotate dock: clicks (and a box) -> a 3D mask preview, accepted into a label of a labels layer;
 slice tools on that label. The dock only gathers prompts and layers; the engines and tools live in
-core/interactive and run in workers (a new click supersedes the run in flight)."""
+core/interactive. Clicks are segmented in the dock's own warm worker process (``core.backend``, role
+"interactive"), the image sent there once through shared memory; a new click cancels the run in
+flight, and only the latest click's mask is shown."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +25,18 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.backend import shared_backend
+from ..core.backend.transfer import Shared
 from ..core.errors import MedvisionError
-from ..core.interactive import Prompts, available_engines, segment_prompts, slice_tools
+from ..core.interactive import Prompts, available_engines, slice_tools
+from ..core.interactive.job import SEGMENT
 from .._napari.layers import geometry_metadata, layer_volume
 from .box_prompt import BOX_LAYER, add_box_layer, box_from_shapes, box_layer
+from .restart_offer import RestartOffer
 from .saving import BackgroundWrites, snapshot
-from .workers import report_error, start_worker
+from .workers import report_error, start_engine
+
+log = logging.getLogger(__name__)
 
 PROMPTS_LAYER = "prompts"
 PREVIEW_LAYER = "interactive preview"
@@ -40,6 +50,7 @@ class InteractiveWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
+        self.backend = shared_backend("interactive")   # clicks compute here (core/backend)
         self.generation = 0          # runs whose number is not the latest are stale: their mask is dropped
         self._shown = -1             # generation of the preview on screen
         self.writes = BackgroundWrites()
@@ -47,6 +58,8 @@ class InteractiveWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self._on_layers_changed()
+        # The worker starts while the user picks an image, not on the first click (and never on the GUI thread).
+        threading.Thread(target=self.backend.warm_up, name="medvision-annotate-warm-up", daemon=True).start()
 
     # --- layout --------------------------------------------------------------
     def _build(self) -> None:
@@ -85,6 +98,7 @@ class InteractiveWidget(QWidget):
         self.send_button.clicked.connect(lambda: self.send_to_store())
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.restart_offer = RestartOffer(self)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         for widget in (self.start_button, self.sign_button, self.box_button):
@@ -95,6 +109,7 @@ class InteractiveWidget(QWidget):
         layout.addWidget(self.store_edit)
         layout.addWidget(self.send_button)
         layout.addWidget(self.status)
+        layout.addWidget(self.restart_offer)
         layout.addStretch()
 
     # --- prompts -------------------------------------------------------------
@@ -167,21 +182,38 @@ class InteractiveWidget(QWidget):
 
     # --- running -------------------------------------------------------------
     def run(self):
-        """Segment from the current prompts in a worker; returns it (None without a positive click)."""
+        """Segment from the current prompts in the backend's worker; returns the napari worker driving
+        the job (None without a positive click or a box). The run in flight, now stale, is cancelled."""
         image_layer, prompts = self._layer(self.image_combo, Image), self.prompts()
         self.generation += 1
         if self.worker is not None:
             self.worker.quit()
+            self.backend.cancel()
         if image_layer is None or (not len(prompts.positive) and prompts.box is None):
             return None
         volume = layer_volume(image_layer)
         engine = None if self.engine_combo.currentIndex() == 0 else self.engine_combo.currentText()
         generation = self.generation
         self.status.setText(f"segmenting from {prompts.clicks} click(s)…")
-        self.worker = start_worker(segment_prompts, volume.array, volume.spacing, prompts, engine,
+        job = self.backend.run(SEGMENT, Shared(volume.array), volume.spacing, prompts, engine)
+        self.worker = start_engine(job, on_progress=lambda _: None,
                                    on_result=lambda mask: self._show(mask, generation, image_layer),
-                                   description="Segmenting from clicks")
+                                   on_error=lambda exc: self._on_error(exc, generation),
+                                   on_finished=lambda: self._finished(generation))
         return self.worker
+
+    def _finished(self, generation: int) -> None:
+        if generation == self.generation:
+            self.worker = None
+
+    def _on_error(self, exc: Exception, generation: int) -> None:
+        """One notification for the latest click's failure; a superseded click's is only logged."""
+        if generation != self.generation:
+            log.info("a superseded click's run failed: %s", exc)
+            return
+        self.status.setText("failed: no layer was changed")
+        report_error(exc)
+        self.restart_offer.offer_if_died(exc)
 
     def _show(self, mask: np.ndarray, generation: int, image_layer: Image) -> None:
         if generation != self.generation:

@@ -31,7 +31,7 @@ from ..errors import CancelledError
 from . import transfer
 from .base import CANCEL_SECONDS, FINETUNE, ComputeBackend, Job, WorkerDiedError
 from .remote_errors import rebuild
-from .worker_main import serve
+from .worker_main import ENGINES, serve
 
 log = logging.getLogger(__name__)
 #: How long a fresh worker may take to import the engines (seconds; a contended laptop is slow).
@@ -46,8 +46,15 @@ class WorkerBackend(ComputeBackend):
 
     name = "local worker process"
 
-    def __init__(self, cancel_seconds: float = CANCEL_SECONDS):
+    def __init__(self, cancel_seconds: float = CANCEL_SECONDS, warm: tuple[str, ...] = ENGINES):
+        """
+        Args:
+            cancel_seconds: how long a cancelled job may go on before the worker is ended.
+            warm: what the worker imports (``"module"``) or calls (``"module:function"``) before
+                its first job (default: the inference and fine-tuning engines).
+        """
         self.cancel_seconds = cancel_seconds
+        self.warm = tuple(warm)
         self._context = multiprocessing.get_context("spawn")
         self._process = None
         self._connection = None
@@ -60,6 +67,7 @@ class WorkerBackend(ComputeBackend):
         self._current: int | None = None
         self._cancelled: set[int] = set()
         self._grace = cancel_seconds
+        self._idle = threading.Condition(self._state)   # notified when a job ends
         atexit.register(self.close)
 
     # --- ComputeBackend ---------------------------------------------------------------------------
@@ -82,25 +90,30 @@ class WorkerBackend(ComputeBackend):
             if job is None or job in self._cancelled:
                 return
             self._cancelled.add(job)
-            if self._control is not None:
-                try:
-                    self._control.send(job)
-                except OSError:
-                    pass
+            _send(self._control, job)
         timer = threading.Timer(self._grace, self._end_if_still_running, args=(job,))
         timer.daemon = True
         timer.start()
 
     def close(self) -> None:
+        """Cancel the current job (it ends with ``CancelledError``), give it :data:`~.base.CANCEL_SECONDS`
+        to stop, end the worker (terminate if it will not exit) and remove the transfer files."""
         with self._state:
-            process, connection = self._process, self._connection
-            self._forget_process()
-        if process is None:
-            return
-        try:
-            connection.send(("close",))
-        except OSError:
-            pass
+            process, connection, job = self._process, self._connection, self._current
+            if process is None:
+                return
+            if job is not None:
+                self._cancelled.add(job)
+                _send(self._control, job)
+                self._idle.wait_for(lambda: self._current != job, timeout=CANCEL_SECONDS)
+            still_running = self._current == job and job is not None
+        if still_running:   # a job deaf to its cancel (one long native call): end the worker under it
+            _end(process, grace=0.0)
+            with self._state:
+                self._idle.wait_for(lambda: self._current != job, timeout=2.0)
+        with self._state:
+            if self._process is process:
+                self._forget_process(connection)
         _end(process, grace=1.0)
 
     def restart(self) -> None:
@@ -138,6 +151,8 @@ class WorkerBackend(ComputeBackend):
             packed = None
             try:
                 self._wait_until_ready(job)
+                if job in self._cancelled:   # cancelled while the worker started: nothing to send
+                    raise CancelledError("cancelled: nothing was changed")
                 packed = transfer.pack((args, kwargs), self._folder)
                 environment = {k: v for k, v in os.environ.items() if k.startswith("MEDVISION_")}
                 self._connection.send(("run", job, function, packed, environment))
@@ -160,6 +175,7 @@ class WorkerBackend(ComputeBackend):
                 with self._state:
                     self._current = None
                     self._cancelled.discard(job)
+                    self._idle.notify_all()
 
     def _wait_until_ready(self, job: int) -> None:
         self.warm_up()
@@ -176,15 +192,15 @@ class WorkerBackend(ComputeBackend):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 0)
-            if not wait([connection, process.sentinel], left) and left == 0:
-                _end(process, grace=0.0)
-                raise WorkerDiedError(f"the compute worker did not start within {timeout:.0f} s; "
-                                      "close other programs and run again")
-            if connection.poll():
-                try:
-                    message = connection.recv()
-                except (EOFError, OSError):
-                    break
+            try:
+                if not wait([connection, process.sentinel], left) and left == 0:
+                    _end(process, grace=0.0)
+                    raise WorkerDiedError(f"the compute worker did not start within {timeout:.0f} s; "
+                                          "close other programs and run again")
+                message = connection.recv() if connection.poll() else None
+            except (EOFError, OSError, ValueError):   # the worker went, or close() closed the pipe
+                break
+            if message is not None:
                 if message[0] == "ready" or message[1] == job:
                     return message
                 _discard_message(message)
@@ -233,7 +249,7 @@ class WorkerBackend(ComputeBackend):
         self._folder = transfer.transfer_folder()
         ours, theirs = self._context.Pipe()
         control_in, control_out = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=serve, args=(theirs, control_in, str(self._folder)),
+        process = self._context.Process(target=serve, args=(theirs, control_in, str(self._folder), self.warm),
                                         name="medvision-compute-worker")
         with _main_script_hidden():
             process.start()
@@ -242,7 +258,10 @@ class WorkerBackend(ComputeBackend):
         self._process, self._connection, self._control, self._ready = process, ours, control_out, False
         log.info("started compute worker %s", process.pid)
 
-    def _forget_process(self) -> None:
+    def _forget_process(self, closing=None) -> None:
+        """Drop the worker's pipes and transfer folder (``closing``: the connection, told to close first)."""
+        if closing is not None:
+            _send(closing, ("close",))
         for end in (self._connection, self._control):
             if end is not None:
                 end.close()
@@ -252,8 +271,8 @@ class WorkerBackend(ComputeBackend):
 
     def _end_if_still_running(self, job: int) -> None:
         with self._state:
-            if self._current != job or self._process is None:
-                return
+            if self._current != job or self._process is None or not self._ready:
+                return   # ended already, or still starting (the job then stops before it is sent)
             process = self._process
         log.info("job %s did not stop within %.1f s of its cancel: ending the worker", job, self._grace)
         _end(process, grace=0.0)
@@ -286,6 +305,15 @@ def _end(process, grace: float) -> None:
     if process.is_alive():
         process.kill()
         process.join(1.0)
+
+
+def _send(connection, message) -> None:
+    """Send when the pipe is still open (a worker that went away needs no message)."""
+    if connection is not None:
+        try:
+            connection.send(message)
+        except (OSError, ValueError):
+            pass
 
 
 def _discard_message(message) -> None:

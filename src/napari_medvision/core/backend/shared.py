@@ -1,8 +1,13 @@
 """The backends the docks share: one per role, made on first use, for the life of the process.
 
-Each dock asks for its own role ("inference", "training"), so a fine-tune and a run of the
-Run-model dock can go on at once, each in its own warm worker. ``MEDVISION_COMPUTE=inprocess``
-computes in the viewer's own process instead (the fallback where worker processes cannot start).
+Each dock asks for its own role ("inference", "training", "interactive"), so a fine-tune, a run of
+the Run-model dock and the Annotate dock's clicks can go on at once, each in its own warm worker.
+``MEDVISION_COMPUTE=inprocess`` computes in the viewer's own process instead (the fallback where
+worker processes cannot start).
+
+The "interactive" worker imports only the click engines (numpy, SciPy, scikit-image: it starts in
+a second or two, not torch's and MONAI's many), and a click it is asked to drop may finish its
+sub-second computation rather than cost the warm worker (:data:`INTERACTIVE_CANCEL_SECONDS`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import threading
 
 from .base import ComputeBackend
 
+#: How long a superseded click's run may go on (seconds) before its worker is ended.
+INTERACTIVE_CANCEL_SECONDS = 15.0
 _BACKENDS: dict[str, ComputeBackend] = {}
 _LOCK = threading.Lock()
 
@@ -27,7 +34,11 @@ def shared_backend(role: str = "default") -> ComputeBackend:
             else:
                 from .local_worker import WorkerBackend
 
-                _BACKENDS[role] = WorkerBackend()
+                if role == "interactive":
+                    _BACKENDS[role] = WorkerBackend(INTERACTIVE_CANCEL_SECONDS,
+                                                    warm=("napari_medvision.core.interactive.job",))
+                else:
+                    _BACKENDS[role] = WorkerBackend()
         return _BACKENDS[role]
 
 

@@ -11,6 +11,7 @@ job; it is checked after every step of the job's generator.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import os
@@ -24,11 +25,21 @@ log = logging.getLogger(__name__)
 _ENV_PREFIX = "MEDVISION_"
 
 
-def serve(connection, control, folder: str) -> None:
-    """The worker's main loop (the target of the worker process)."""
+#: What a worker imports before it says ``ready``: the engines of inference and fine-tuning.
+ENGINES = ("napari_medvision.core.inference", "napari_medvision.core.training.finetune",
+           "napari_medvision.core.models.bundle:warm_up")
+
+
+def serve(connection, control, folder: str, warm: tuple[str, ...] = ENGINES) -> None:
+    """The worker's main loop (the target of the worker process).
+
+    Args:
+        warm: modules to import (``"module"``) and functions to call (``"module:function"``)
+            before the first job: what its jobs will need, paid once.
+    """
     logging.basicConfig(level=logging.WARNING, format="medvision worker: %(levelname)s %(name)s: %(message)s")
     _lower_priority()
-    _warm_up()
+    _warm_up(warm)
     connection.send(("ready", os.getpid()))
     while True:
         try:
@@ -95,10 +106,10 @@ def _lower_priority() -> None:
             pass
 
 
-def _warm_up() -> None:
-    """The engines' imports and MONAI's component scan, before the first job asks for them."""
-    from ..inference import run_model  # noqa: F401 - imported for its side effect: loaded once
-    from ..models.bundle import warm_up
-    from ..training.finetune import finetune  # noqa: F401
-
-    warm_up()
+def _warm_up(warm: tuple[str, ...]) -> None:
+    """The jobs' imports (and MONAI's component scan, for the engines) before the first job asks for them."""
+    for name in warm:
+        if ":" in name:
+            resolve(name)()
+        else:
+            importlib.import_module(name)
