@@ -1,16 +1,28 @@
 """The Annotate dock driven like a user: clicks give a preview, a negative click refines it, Accept puts
-it into one label and keeps the others, Undo takes it back, slice tools are undo steps, Send to case store."""
+it into one label and keeps the others, Undo takes it back, slice tools are undo steps, Send to case store.
+The clicks compute in the dock's worker process; a worker killed mid-run changes no layer."""
+
+import hashlib
+import os
+import signal
 
 import numpy as np
 import pytest
 
 from napari_medvision._napari.layers import image_layer_data, labels_layer_data
 from napari_medvision._qt.interactive_widget import PREVIEW_LAYER, PROMPTS_LAYER, InteractiveWidget
+from napari_medvision.core.backend import close_shared_backends
 from napari_medvision.core.training import CaseStore
 from napari_medvision.core.volume import Volume
 from tests.core.test_interactive import blobs
 
 pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _workers_end_with_the_module():
+    yield
+    close_shared_backends()
 
 
 @pytest.fixture
@@ -95,3 +107,47 @@ def test_box_from_rectangles_on_two_slices(dock, qtbot):
     assert mask.any() and not mask[~inside].any() and mask[left].mean() > 0.8
     widget.new_structure()
     assert BOX_LAYER not in viewer.layers and widget.prompts().box is None
+
+
+def test_clicks_are_segmented_in_the_worker_process_not_the_viewers(dock, qtbot, monkeypatch):
+    viewer, widget, left, _ = dock
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("segmented in the viewer's process")
+
+    monkeypatch.setattr("napari_medvision.core.interactive.job.segment_prompts", not_here)
+    monkeypatch.setattr("napari_medvision.core.interactive.engine.segment_prompts", not_here)
+    widget.new_structure()
+    mask = click(qtbot, widget, (12, 24, 14), "+")
+    assert mask[left].mean() > 0.8
+    assert widget.backend.pid is not None and widget.backend.pid != os.getpid()
+
+
+def layer_state(viewer, but=PROMPTS_LAYER):
+    return [(layer.name, hashlib.sha1(np.ascontiguousarray(layer.data)).hexdigest())
+            for layer in viewer.layers if layer.name != but]
+
+
+def test_killing_the_worker_mid_click_changes_no_layer_and_the_next_click_restarts_it(dock, qtbot, monkeypatch):
+    viewer, widget, left, right = dock
+    errors = []
+    monkeypatch.setattr("napari_medvision._qt.workers.show_error", errors.append)
+    widget.new_structure()
+    click(qtbot, widget, (12, 24, 14), "+")
+    before, pid = layer_state(viewer), widget.backend.pid
+    os.kill(pid, signal.SIGSTOP)   # frozen: the next click's job is surely in flight when it dies
+    try:
+        widget.set_sign("-")
+        viewer.layers[PROMPTS_LAYER].add(np.asarray((12, 24, 34), float))
+        qtbot.waitUntil(lambda: widget.backend.busy, timeout=30_000)
+        qtbot.wait(200)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    qtbot.wait(50)
+    assert len(errors) == 1 and "compute worker stopped" in errors[0] and "\n" not in errors[0]
+    assert layer_state(viewer) == before and widget._shown != widget.generation   # the old preview stays
+    assert widget.restart_offer.isVisibleTo(widget) and widget.status.text().startswith("failed")
+    mask = click(qtbot, widget, (12, 24, 14), "+")   # the next click starts a fresh worker
+    assert widget.backend.pid not in (None, pid) and mask[left].mean() > 0.8 and mask[right].mean() < 0.1
+    assert len(errors) == 1

@@ -155,7 +155,14 @@ class WorkerBackend(ComputeBackend):
                     raise CancelledError("cancelled: nothing was changed")
                 packed = transfer.pack((args, kwargs), self._folder)
                 environment = {k: v for k, v in os.environ.items() if k.startswith("MEDVISION_")}
-                self._connection.send(("run", job, function, packed, environment))
+                with self._state:
+                    connection, process = self._connection, self._process
+                if connection is None:   # closed meanwhile
+                    raise CancelledError("cancelled: nothing was changed")
+                try:
+                    connection.send(("run", job, function, packed, environment))
+                except (OSError, ValueError):   # the worker went away just now
+                    raise self._died(job, process, starting=False) from None
                 try:
                     while True:
                         message = self._receive(job)
