@@ -144,3 +144,81 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_the_worker(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "1.0" and marker.read_text() == "ran\n"
+
+
+def _drive_in_thread(job):
+    """Drive ``job`` on a thread of its own; the thread and a list that gets its outcome (or exception)."""
+    import threading
+
+    import time
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(drive(job, lambda item: outcome.append(item)))
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what came
+            outcome.append(exc)
+        outcome.append(time.monotonic())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _wait_until(condition, seconds=120.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_close_during_a_job_deaf_to_cancel_ends_the_worker_and_its_files(capfd):
+    """One long native call (a big random-walker solve) cannot stop at a step: close() cancels,
+    waits CANCEL_SECONDS, terminates; the job ends as cancelled, no process or file is left."""
+    import signal
+    import time
+
+    from napari_medvision.core.backend import CANCEL_SECONDS
+
+    backend = WorkerBackend(warm=("napari_medvision.core.interactive.walker",))
+    walk = "napari_medvision.core.interactive.walker:walk_with_prior"
+    drive(backend.run(walk, np.zeros((2, 2, 2)), np.array([[[1, 2], [0, 0]], [[0, 0], [0, 0]]], np.uint8),
+                      np.full((2, 2, 2), 0.5)))   # the worker is warm
+    rng = np.random.default_rng(0)
+    data, seeds = rng.random((96, 96, 96)), np.zeros((96, 96, 96), np.uint8)
+    seeds[0], seeds[48, 48, 48] = 2, 1
+    process, folder = backend._process, backend._folder
+    thread, outcome = _drive_in_thread(backend.run(walk, data, seeds, np.full(data.shape, 0.5)))
+    _wait_until(lambda: backend.busy)
+    time.sleep(0.5)   # the worker is inside the solve
+    start = time.monotonic()
+    backend.close()
+    took = time.monotonic() - start
+    thread.join(10)
+    assert not thread.is_alive() and len(outcome) == 2 and isinstance(outcome[0], CancelledError)
+    assert CANCEL_SECONDS <= took < CANCEL_SECONDS + 5
+    assert not process.is_alive() and process.exitcode == -signal.SIGTERM
+    assert not folder.exists() and backend.pid is None and not backend.busy
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_close_during_a_job_stops_it_at_its_next_step_and_ends_the_worker(worker, capfd):
+    import time
+
+    from napari_medvision.core.backend import CANCEL_SECONDS
+
+    job = worker.run_model(find_model("ct_organs_unet"), generate_phantom(6, shape=(64, 160, 160)).image,
+                           device="cpu", tta=True, sw_batch_size=1)
+    thread, outcome = _drive_in_thread(job)
+    _wait_until(lambda: len(outcome) >= 2, 300)   # two sliding-window steps came
+    process, folder = worker._process, worker._folder
+    start = time.monotonic()
+    worker.close()
+    thread.join(10)
+    assert not thread.is_alive() and isinstance(outcome[-2], CancelledError)
+    assert outcome[-1] - start < CANCEL_SECONDS   # stopped at its next step, not by the terminate after
+    assert not process.is_alive() and not folder.exists() and worker.pid is None
+    assert "Traceback" not in capfd.readouterr().err
