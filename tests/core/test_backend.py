@@ -222,3 +222,23 @@ def test_close_during_a_job_stops_it_at_its_next_step_and_ends_the_worker(worker
     assert outcome[-1] - start < CANCEL_SECONDS   # stopped at its next step, not by the terminate after
     assert not process.is_alive() and not folder.exists() and worker.pid is None
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_shared_array_is_written_once_and_read_only_on_the_other_side(tmp_path):
+    image = np.arange(64 * 64 * 64, dtype=np.float32).reshape(64, 64, 64)
+    shared = transfer.Shared(image)
+    first = transfer.pack((shared, 1), tmp_path)
+    written = sorted(tmp_path.iterdir())
+    second = transfer.pack((transfer.Shared(image), 2), tmp_path)
+    assert not first.files and not second.files and len(written) == 1   # one file, kept, named in the pickle
+    assert sorted(tmp_path.iterdir()) == written
+    back, number = transfer.unpack(second)
+    np.testing.assert_array_equal(back, image)
+    assert number == 2 and not back.flags.writeable
+    others = [np.full((32, 32, 32), k, np.int16) for k in range(transfer.SHARED_KEPT + 2)]
+    for other in others:
+        transfer.pack(transfer.Shared(other), tmp_path)
+    assert len(list(tmp_path.iterdir())) == transfer.SHARED_KEPT   # the oldest went
+    np.testing.assert_array_equal(back, image)   # a map made before stays valid
+    transfer.remove_folder(tmp_path)
+    assert not tmp_path.exists()
