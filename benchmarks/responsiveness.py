@@ -5,8 +5,9 @@ Each measurement runs twice: on a quiet machine, and beside one CPU-bound neighb
 the benchmark starts itself (a busy laptop). For both compute paths (``in-process``: the engines
 on a thread of the viewer's process; ``worker``: the dock's worker-process backend) it prints
 the longest stall while a model computes, while its result layers are added and while the
-Fine-tune dock trains; first-run and warm-run latency (worker / in-process); the cancel delay;
-and the viewer's RSS before and after the runs. Goals: stalls < 50 ms in both conditions (the
+Fine-tune dock trains; first-run and warm-run latency (worker / in-process; the worker is started
+when the dock opens, as ``shared_backend`` does, and the longest stall while it starts is printed
+too); the cancel delay; and the viewer's RSS before and after the runs. Goals: stalls < 50 ms in both conditions (the
 worker path), warm run <= 1.1x in-process, RSS back within 200 MB. Needs a display:
 
     xvfb-run -a nice -n 10 .venv/bin/python benchmarks/responsiveness.py [--quick]
@@ -99,11 +100,23 @@ ROUNDS = 3   # the first run of each path, then warm runs, alternating paths so 
 
 
 def backends():
+    """Fresh backends of both paths; the worker is started at once, as the dock's shared backend starts
+    it when the dock opens (``core.backend.shared.PREWARMED``)."""
     from napari_medvision.core.backend import InProcessBackend, WorkerBackend
     from napari_medvision.core.models import cache
 
     cache.clear()   # each condition's first in-process run builds the model afresh, as the worker's does
-    return {"in-process": InProcessBackend(), "worker": WorkerBackend()}
+    worker = WorkerBackend()
+    worker.warm_up()
+    return {"in-process": InProcessBackend(), "worker": worker}
+
+
+def worker_started(ticker, worker) -> dict:
+    """Pump until the pre-warmed worker has said it is ready: seconds since its start, longest stall."""
+    start = time.perf_counter()
+    ticker.ticks.clear()
+    ticker.pump(until=lambda: worker._ready or (worker._connection is not None and worker._connection.poll()))
+    return {"seconds": time.perf_counter() - start, "stall": ticker.gaps_ms().max()}
 
 
 def one_run(widget, ticker) -> dict:
@@ -174,6 +187,9 @@ def inference(conditions) -> dict:
     for condition in conditions:
         with neighbour(condition == "neighbour"):
             chosen = backends()
+            started = worker_started(ticker, chosen["worker"])
+            print(f"  {condition:<9} worker started (imports paid) in {started['seconds']:.1f} s, longest stall "
+                  f"meanwhile {started['stall']:.0f} ms", flush=True)
             runs = {path: [] for path in PATHS}
             for number in range(ROUNDS):
                 for path in PATHS:
@@ -185,7 +201,8 @@ def inference(conditions) -> dict:
                           f"{r['adding']:.0f} ms, RSS {r['rss']:+.0f} MB", flush=True)
             for path in PATHS:
                 widget.backend = chosen[path]
-                results[condition, path] = {"runs": runs[path], "cancel": cancel_delay(widget, ticker)}
+                results[condition, path] = {"runs": runs[path], "cancel": cancel_delay(widget, ticker),
+                                            "started": started if path == "worker" else None}
                 chosen[path].close()
     viewer.close()
     return results
@@ -224,14 +241,16 @@ def training(conditions) -> dict:
     for condition in conditions:
         with neighbour(condition == "neighbour"):
             for path in ("in-process", "worker"):
-                widget.backend = backends()[path]
+                chosen = backends()
+                widget.backend = chosen[path]
                 ticker.ticks.clear()
                 start = time.perf_counter()
                 widget.start()
                 ticker.pump(until=lambda: widget.worker is None)
                 gaps, worst = ticker.gaps_ms(), int(np.argmax(ticker.gaps_ms()))
                 results[condition, path] = {"training": gaps.max(), "epochs": len(widget.plot.dices)}
-                widget.backend.close()
+                for backend in chosen.values():
+                    backend.close()
                 print(f"  fine-tuned {condition}, {path}: {time.perf_counter() - start:.0f} s, "
                       f"{len(widget.plot.dices)} epochs, longest stall {gaps.max():.0f} ms "
                       f"{ticker.ticks[worst] - start:.1f} s after Start", flush=True)
@@ -266,8 +285,12 @@ def report(results: dict, trains: dict, conditions) -> None:
         if not np.isnan(worker["training"]):
             checks.append((f"longest stall fine-tuning {worker['training']:.0f} ms < {GOAL_STALL_MS:.0f} ms "
                            f"(in-process {inproc['training']:.0f} ms)", worker["training"] < GOAL_STALL_MS))
-        print(f"  {condition}: first run {worker['first'] / inproc['first']:.2f}x in-process (the worker's "
-              f"includes starting it); adding layers: longest stall {worker['adding']:.0f} ms")
+        started = results[condition, "worker"]["started"]
+        checks.insert(1, (f"longest stall while the worker starts {started['stall']:.0f} ms < {GOAL_STALL_MS:.0f} ms",
+                          started["stall"] < GOAL_STALL_MS))
+        print(f"  {condition}: first run {worker['first'] / inproc['first']:.2f}x in-process (the worker started "
+              f"when the dock opened, {started['seconds']:.1f} s before); adding layers: longest stall "
+              f"{worker['adding']:.0f} ms")
         for text, met in checks:
             print(f"    {'met    ' if met else 'NOT met'}  {text}")
 

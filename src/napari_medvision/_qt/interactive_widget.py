@@ -7,7 +7,6 @@ flight, and only the latest click's mask is shown."""
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,7 @@ class InteractiveWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
-        self.backend = shared_backend("interactive")   # clicks compute here (core/backend)
+        self.backend = shared_backend("interactive")   # clicks compute here; its worker starts now
         self.generation = 0          # runs whose number is not the latest are stale: their mask is dropped
         self._shown = -1             # generation of the preview on screen
         self.writes = BackgroundWrites()
@@ -58,8 +57,6 @@ class InteractiveWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self._on_layers_changed()
-        # The worker starts while the user picks an image, not on the first click (and never on the GUI thread).
-        threading.Thread(target=self.backend.warm_up, name="medvision-annotate-warm-up", daemon=True).start()
 
     # --- layout --------------------------------------------------------------
     def _build(self) -> None:

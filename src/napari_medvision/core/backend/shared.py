@@ -8,6 +8,10 @@ worker processes cannot start).
 The "interactive" worker imports only the click engines (numpy, SciPy, scikit-image: it starts in
 a second or two, not torch's and MONAI's many), and a click it is asked to drop may finish its
 sub-second computation rather than cost the warm worker (:data:`INTERACTIVE_CANCEL_SECONDS`).
+
+The backends of :data:`PREWARMED` roles start their worker as soon as a dock asks for them (on a
+thread of their own: the spawn never runs on the GUI thread), so the first Run or click finds the
+imports paid. Fine-tuning's worker starts with the first fine-tune (it runs for minutes anyway).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from .base import ComputeBackend
 
 #: How long a superseded click's run may go on (seconds) before its worker is ended.
 INTERACTIVE_CANCEL_SECONDS = 15.0
+#: Roles whose worker starts when the backend is first asked for, not with its first job.
+PREWARMED = ("inference", "interactive")
 _BACKENDS: dict[str, ComputeBackend] = {}
 _LOCK = threading.Lock()
 
@@ -39,6 +45,9 @@ def shared_backend(role: str = "default") -> ComputeBackend:
                                                     warm=("napari_medvision.core.interactive.job",))
                 else:
                     _BACKENDS[role] = WorkerBackend()
+                if role in PREWARMED:
+                    threading.Thread(target=_BACKENDS[role].warm_up, name=f"medvision-{role}-worker-start",
+                                     daemon=True).start()
         return _BACKENDS[role]
 
 
