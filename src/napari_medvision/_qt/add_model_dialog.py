@@ -17,9 +17,13 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..core.backend import shared_backend
 from ..core.errors import MedvisionError
-from ..core.models.importer import NetworkFacts, import_model
-from .workers import report_error, start_worker
+from ..core.models.importer import NetworkFacts
+from .workers import report_error, start_engine
+
+#: Importing checks that the model builds and loads its weights: model code, so it runs in the worker.
+IMPORT = "napari_medvision.core.models.importer:import_model"
 
 BARE = (".ts", ".pt", ".pth", ".onnx")
 
@@ -111,7 +115,8 @@ class AddModelDialog(QDialog):
                             orientation=self.orientation.text().strip() or None)
 
     def accept_import(self):
-        """Import in a worker (copying a model and reading its weights can take a while); returns the worker."""
+        """Import in the dock's compute worker (copying a model, building it and reading its weights take a
+        while, and are model code: never in the viewer's process); returns the napari worker driving it."""
         try:
             facts = self.facts()
         except MedvisionError as exc:
@@ -124,11 +129,14 @@ class AddModelDialog(QDialog):
             self.imported = path
             self.accept()
 
-        def failed(_exc):
+        def failed(exc):
             self.buttons.setEnabled(True)
             self.note.setText("not imported: see the message")
+            report_error(exc)
 
-        self.worker = start_worker(import_model, self.source.text(), name=self.name.text().strip() or None,
-                                   facts=facts, destination=self.destination, on_result=done, on_error=failed,
-                                   description="importing model")
+        backend = getattr(self.parent(), "backend", None) or shared_backend("inference")
+        job = backend.run(IMPORT, self.source.text(), name=self.name.text().strip() or None, facts=facts,
+                          destination=self.destination)
+        self.worker = start_engine(job, on_progress=lambda _: None, on_result=done, on_error=failed,
+                                   on_aborted=lambda: failed(MedvisionError("import cancelled: nothing was added")))
         return self.worker
