@@ -151,3 +151,21 @@ def test_killing_the_worker_mid_click_changes_no_layer_and_the_next_click_restar
     mask = click(qtbot, widget, (12, 24, 14), "+")   # the next click starts a fresh worker
     assert widget.backend.pid not in (None, pid) and mask[left].mean() > 0.8 and mask[right].mean() < 0.1
     assert len(errors) == 1
+
+
+def test_a_new_click_cancels_the_run_in_flight_and_only_the_latest_mask_lands(dock, qtbot, monkeypatch):
+    viewer, widget, left, right = dock
+    widget.new_structure()
+    click(qtbot, widget, (12, 24, 14), "+")   # the worker is warm
+    cancels, landed, show = [], [], widget._show
+    monkeypatch.setattr(widget.backend, "cancel", lambda: cancels.append(widget.generation))
+    monkeypatch.setattr(widget, "_show", lambda mask, generation, layer: (
+        landed.append(generation) if generation == widget.generation else None, show(mask, generation, layer)))
+    points = viewer.layers[PROMPTS_LAYER]
+    points.add(np.asarray((12, 24, 15), float))   # two clicks at once: the first one's run is stale
+    widget.set_sign("-")
+    points.add(np.asarray((12, 24, 34), float))
+    qtbot.waitUntil(lambda: widget.generation == widget._shown and widget.worker is None, timeout=60_000)
+    assert cancels == [widget.generation] and landed == [widget.generation]
+    mask = np.asarray(viewer.layers[PREVIEW_LAYER].data)
+    assert mask[right].mean() < 0.1 and mask[left].mean() > 0.8   # the latest clicks' mask

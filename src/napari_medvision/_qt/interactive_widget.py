@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PROMPTS_LAYER = "prompts"
 PREVIEW_LAYER = "interactive preview"
 COLOURS = {"+": "lime", "-": "red"}
+_BEFORE_CHANGE = ("adding", "removing", "changing")   # napari's ActionType values of the announcing events
 
 
 class InteractiveWidget(QWidget):
@@ -170,6 +171,8 @@ class InteractiveWidget(QWidget):
         return None if image is None else box_from_shapes(box_layer(self.viewer), image.data.shape)
 
     def _on_points_changed(self, event=None) -> None:
+        if str(getattr(event, "action", "")) in _BEFORE_CHANGE:
+            return   # napari announces a change before making it: run once, on the change itself
         points = self._prompts_layer()
         if points is not None and len(points.data):
             colours = [COLOURS.get(s, "lime") for s in points.features["sign"]]
