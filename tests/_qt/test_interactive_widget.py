@@ -157,6 +157,7 @@ def test_a_new_click_cancels_the_run_in_flight_and_only_the_latest_mask_lands(do
     viewer, widget, left, right = dock
     widget.new_structure()
     click(qtbot, widget, (12, 24, 14), "+")   # the worker is warm
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)   # and that click's run has ended
     cancels, landed, show = [], [], widget._show
     monkeypatch.setattr(widget.backend, "cancel", lambda: cancels.append(widget.generation))
     monkeypatch.setattr(widget, "_show", lambda mask, generation, layer: (
