@@ -134,9 +134,9 @@ class AddModelDialog(QDialog):
             self.note.setText("not imported: see the message")
             report_error(exc)
 
-        backend = getattr(self.parent(), "backend", None) or shared_backend("inference")
-        job = backend.run(IMPORT, self.source.text(), name=self.name.text().strip() or None, facts=facts,
-                          destination=self.destination)
+        # This computer's worker, whatever the dock computes on: the model is added here.
+        job = shared_backend("inference").run(IMPORT, self.source.text(), name=self.name.text().strip() or None,
+                                              facts=facts, destination=self.destination)
         self.worker = start_engine(job, on_progress=lambda _: None, on_result=done, on_error=failed,
                                    on_aborted=lambda: failed(MedvisionError("import cancelled: nothing was added")))
         return self.worker
