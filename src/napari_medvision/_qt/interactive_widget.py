@@ -162,7 +162,7 @@ class InteractiveWidget(QWidget):
             report_error(MedvisionError("open an image first: the box is drawn on an image layer"))
             return None
         shapes = add_box_layer(self.viewer, image)
-        shapes.events.data.connect(lambda event=None: self.run())
+        shapes.events.data.connect(lambda event=None: None if _announcing(event) else self.run())
         self.status.setText("box: draw a rectangle on the slice where the structure starts and one where it ends")
         return shapes
 
@@ -171,8 +171,8 @@ class InteractiveWidget(QWidget):
         return None if image is None else box_from_shapes(box_layer(self.viewer), image.data.shape)
 
     def _on_points_changed(self, event=None) -> None:
-        if str(getattr(event, "action", "")) in _BEFORE_CHANGE:
-            return   # napari announces a change before making it: run once, on the change itself
+        if _announcing(event):
+            return
         points = self._prompts_layer()
         if points is not None and len(points.data):
             colours = [COLOURS.get(s, "lime") for s in points.features["sign"]]
@@ -334,3 +334,9 @@ class InteractiveWidget(QWidget):
         name = combo.currentText()
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         return layer if isinstance(layer, kind) else None
+
+
+def _announcing(event) -> bool:
+    """Whether a points / shapes data event announces a change not made yet (napari sends one before
+    and one after each change): the dock runs once, on the change itself."""
+    return str(getattr(event, "action", "")) in _BEFORE_CHANGE
