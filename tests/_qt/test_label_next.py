@@ -33,7 +33,13 @@ def dock(make_napari_viewer, tmp_path):
     return widget, folder
 
 
-def test_ranked_table_most_uncertain_first_and_a_click_opens_the_study(dock, qtbot):
+def test_ranked_table_most_uncertain_first_and_a_click_opens_the_study(dock, qtbot, monkeypatch):
+    import napari_medvision.core.interactive.rank as rank
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the model ran in the viewer's process")
+
+    monkeypatch.setattr(rank, "rank_studies", not_here)  # the compute worker has its own copy
     widget, folder = dock
     panel = widget.label_next
     worker = panel.rank(folder)

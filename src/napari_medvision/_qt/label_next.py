@@ -1,6 +1,7 @@
 """"Label next" in the Fine-tune dock: a folder's studies ranked by the model's uncertainty, most
-uncertain first (core/interactive/rank.py scores them, in a worker, cancellable between studies);
-a click on a row opens that study."""
+uncertain first (core/interactive/rank.py scores them in the Run-model dock's compute worker, so
+the model's bundle code never runs in the viewer; cancellable between studies); a click on a row
+opens that study."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..core.backend import shared_backend
 from ..core.errors import MedvisionError
 from .workers import report_error, start_engine, start_worker
 
 COLUMNS = ("#", "uncertainty", "study")
+RANK_STUDIES = "napari_medvision.core.interactive.rank:rank_studies"
 
 
 class LabelNextPanel(QGroupBox):
@@ -75,7 +78,7 @@ class LabelNextPanel(QGroupBox):
 
     def rank(self, folder: str | Path | None = None):
         """Score every study in ``folder`` (default: the one typed) in a worker; returns it."""
-        from ..core.interactive.rank import find_studies, rank_studies
+        from ..core.interactive.rank import find_studies
 
         folder = folder or self.folder_edit.text().strip()
         model = self.current_model()
@@ -89,7 +92,8 @@ class LabelNextPanel(QGroupBox):
         self.progress.setRange(0, len(studies))
         self.progress.setValue(0)
         self._set_running(True)
-        self.worker = start_engine(rank_studies(model, studies), on_progress=self._on_progress,
+        job = shared_backend("inference").run(RANK_STUDIES, model, studies)
+        self.worker = start_engine(job, on_progress=self._on_progress,
                                    on_result=self.show_records, on_finished=lambda: self._set_running(False),
                                    on_aborted=lambda: self.status.setText("ranking cancelled"))
         self.status.setText(f"scoring {len(studies)} studies with {model.name}…")
