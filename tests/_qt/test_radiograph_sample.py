@@ -62,6 +62,9 @@ def test_chest_radiograph_sample_runs_the_2d_classifier_through_the_dock(make_na
     rows = {widget.table.item(r, 0).text(): widget.table.item(r, 1).text() for r in range(widget.table.rowCount())}
     assert set(rows) == {"no nodule", "nodule", "prediction"}
     assert abs(float(rows["no nodule"]) + float(rows["nodule"]) - 1.0) < 2e-3
+    assert rows["prediction"] == "nodule", "the sample film's 24 mm nodule is what the demo shows"
+    assert np.unravel_index(np.argmax(heat.data[0]), heat.data.shape[1:])[1] > heat.data.shape[2] // 2, \
+        "Grad-CAM is hottest on the nodule's side of the film"
 
 
 def test_radiograph_demo_opens_the_film_with_the_2d_model_chosen(make_napari_viewer, monkeypatch):

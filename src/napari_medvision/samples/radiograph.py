@@ -292,7 +292,8 @@ with their twins, plus films without nodules). The pairing is what makes it lear
 with negatives drawn elsewhere learned "lung field" (held-out AUC 0.41). Left-right flips, intensity and noise
 augmentation; cross-entropy, AdamW (cosine schedule in stage 2). Kept: the step with the best AUC on
 {t['validation_cases']} natural validation films ({t['validation_with_nodules']} with nodules), {t['best']}
-(validation AUC {t['best_validation_auc']:.3f}); {t['minutes']} min in all (phantoms included) on a shared 2-core CPU, one
+(validation AUC {t['best_validation_auc']:.3f}; a tie keeps the earlier step, so a validation AUC of 1 in stage 1
+leaves stage 2 without effect on the shipped weights); {t['minutes']} min in all (phantoms included) on a shared 2-core CPU, one
 torch thread. Regenerate with `medvision train radiograph_classifier --output DIR` (seed 0).
 
 ## Held-out results ({h['positives']} with nodules, {h['negatives']} without; phantoms of unseen seeds)
