@@ -66,6 +66,10 @@ def test_chest_radiograph_sample_runs_the_2d_classifier_through_the_dock(make_na
     assert np.unravel_index(np.argmax(heat.data[0]), heat.data.shape[1:])[1] > heat.data.shape[2] // 2, \
         "Grad-CAM is hottest on the nodule's side of the film"
 
+    widget.image_combo.setCurrentText("phantom")   # the user picks the CT again: a 3D model is chosen
+    widget.image_combo.activated.emit(widget.image_combo.currentIndex())
+    assert widget.selected_bundle().spatial_dims == 3
+
 
 def test_radiograph_demo_opens_the_film_with_the_2d_model_chosen(make_napari_viewer, monkeypatch):
     import napari
