@@ -25,7 +25,8 @@ import yaml
 pytestmark = [pytest.mark.slow, pytest.mark.wheel]
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = {"ct_organs_unet", "ct_organs_unetr", "lesion_classifier", "nodule_detector", "interactive_unet"}
+SAMPLES = {"ct_organs_unet", "ct_organs_unetr", "lesion_classifier", "nodule_detector", "interactive_unet",
+           "radiograph_classifier"}
 _OWN = ("napari_medvision", "__editable__.napari_medvision", "__editable___napari_medvision")
 
 

@@ -304,7 +304,7 @@ def _describe_versions(action: str, record, store) -> str:
 def cmd_demo(args) -> int:
     from ._qt.demo import run_demo
 
-    run_demo()
+    run_demo(radiograph=args.radiograph)
     return 0
 
 
@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="regenerate a sample model from phantoms (reproducible)")
     train.add_argument("name", help="ct_organs_unet, ct_organs_unetr, lesion_classifier, nodule_detector, "
-                                    "interactive_unet or radiograph_classifier")
+                                    "interactive_unet or radiograph_classifier (2D)")
     train.add_argument("--output", required=True, help="bundle folder to write")
     train.add_argument("--cases", type=_positive_int, help="training cases (default: the model's own)")
     train.add_argument("--seed", type=int, default=0)
@@ -435,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dicom_commands(commands)
 
     demo = commands.add_parser("demo", help="open napari with a sample study and the plugin's docks")
+    demo.add_argument("--radiograph", action="store_true", help="the 2D demo: a chest radiograph and its classifier")
     demo.set_defaults(run=cmd_demo)
     return parser
 

@@ -329,7 +329,8 @@ def test_data_only_expressions_and_referenced_preprocessing_build_untrusted(tmp_
     assert "LoadImaged" not in names and names[-1] == "EnsureTyped"
 
 
-@pytest.mark.parametrize("name", ["ct_organs_unet", "ct_organs_unetr", "lesion_classifier", "nodule_detector"])
+@pytest.mark.parametrize("name", ["ct_organs_unet", "ct_organs_unetr", "lesion_classifier", "nodule_detector",
+                                  "radiograph_classifier"])
 def test_shipped_samples_build_untrusted_on_their_merits(name):
     folder = SAMPLE_MODELS_DIR / name
     if not (folder / "models").is_dir():

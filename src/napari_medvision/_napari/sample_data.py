@@ -26,8 +26,9 @@ def make_mr_phantom() -> list[tuple]:
             labels_layer_data(case.label, "MR phantom labels", _NAMES, opacity=0.4, visible=False)]
 
 
-#: Phantom seed of the sample radiograph: its CT holds a 21 mm lung nodule.
-RADIOGRAPH_SEED = 1
+#: Phantom seed of the sample radiograph: its CT holds a 24 mm nodule in the upper lung (the shipped
+#: radiograph_classifier calls it: p = 0.97; the 21 mm nodule of seed 1 it scores 0.37).
+RADIOGRAPH_SEED = 14
 
 
 def make_chest_radiograph() -> list[tuple]:

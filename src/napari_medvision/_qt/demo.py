@@ -1,6 +1,7 @@
 """``medvision demo``: napari with the CT phantom and its segmentation, the Study dock, the
 Run-model dock with the sample U-Net selected (ready to press Run), and the Fine-tune dock; the
-window fills the screen, the docks form one narrow tabbed column and the study fills the canvas."""
+window fills the screen, the docks form one narrow tabbed column and the study fills the canvas.
+``medvision demo --radiograph``: the same with the synthetic chest radiograph and the 2D classifier."""
 
 from __future__ import annotations
 
@@ -10,27 +11,32 @@ import sys
 
 PLUGIN = "napari-medvision"
 DEMO_MODEL = "ct_organs_unet"
+#: The 2D demo: sample (napari.yaml key), its layer, the model to select.
+RADIOGRAPH_DEMO = ("chest_radiograph", "chest radiograph", "radiograph_classifier")
 
 
-def open_demo_viewer(show: bool = True):
-    """A viewer with the CT phantom and its labels shown, every MedVision dock added, laid out."""
+def open_demo_viewer(show: bool = True, radiograph: bool = False):
+    """A viewer with the CT phantom and its labels shown (or the chest radiograph), every MedVision
+    dock added, laid out, the matching sample model chosen."""
     import napari
 
     from . import workstation
 
     viewer = napari.Viewer(title="napari-medvision demo", show=show)
-    viewer.open_sample(PLUGIN, "ct_phantom")
-    labels = viewer.layers["CT phantom labels"]
-    labels.visible, labels.opacity = True, 0.5   # the segmentation is what the demo is about
-    workstation.quiet_labels(labels)
+    sample, image, model = RADIOGRAPH_DEMO if radiograph else ("ct_phantom", "CT phantom", DEMO_MODEL)
+    viewer.open_sample(PLUGIN, sample)
+    if not radiograph:
+        labels = viewer.layers["CT phantom labels"]
+        labels.visible, labels.opacity = True, 0.5   # the segmentation is what the demo is about
+        workstation.quiet_labels(labels)
     _, study = viewer.window.add_plugin_dock_widget(PLUGIN, "Study")
     _, runner = viewer.window.add_plugin_dock_widget(PLUGIN, "Run model", tabify=True)
     _, trainer = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune", tabify=True)
     names = [bundle.name for bundle in runner.bundles]
-    if DEMO_MODEL in names:
-        runner.model_combo.setCurrentIndex(names.index(DEMO_MODEL))
-    runner.image_combo.setCurrentText("CT phantom")
-    viewer.layers.selection.active = viewer.layers["CT phantom"]
+    if model in names:
+        runner.model_combo.setCurrentIndex(names.index(model))
+    runner.image_combo.setCurrentText(image)
+    viewer.layers.selection.active = viewer.layers[image]
     workstation.show_hint(viewer)
     if show:
         workstation.fill_screen(viewer)
@@ -50,9 +56,9 @@ def prefer_qt6() -> None:
         os.environ["QT_API"] = "pyqt6"
 
 
-def run_demo() -> None:
+def run_demo(radiograph: bool = False) -> None:
     prefer_qt6()
     import napari
 
-    open_demo_viewer()
+    open_demo_viewer(radiograph=radiograph)
     napari.run()

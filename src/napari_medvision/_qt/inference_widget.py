@@ -30,6 +30,7 @@ from ..core.models import Bundle, list_models, load_model, trust_store
 from .compute_target import ComputeTarget
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
+from .model_dims import model_for
 from .restart_offer import RestartOffer
 from .task_options import show_task_options
 from .workers import report_error, start_engine, start_worker, warm_up_in_background
@@ -53,6 +54,7 @@ class InferenceWidget(QWidget):
         self.layout().insertWidget(0, self.target)   # "Compute on": this computer or a MONAI Label server
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self.refresh_layers)
+        self.viewer.layers.selection.events.active.connect(self._follow_active_layer)
         self.refresh_layers()
         self.refresh_models()
         warm_up_in_background()
@@ -143,6 +145,7 @@ class InferenceWidget(QWidget):
         layout.addWidget(self.table, 1)
 
         self.model_combo.currentIndexChanged.connect(self._show_card)
+        self.image_combo.activated.connect(lambda _index: self._match_model(self._image_layer()))
         self.add_model_button.clicked.connect(self._add_model_dialog)
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
@@ -161,6 +164,22 @@ class InferenceWidget(QWidget):
             combo.addItems(names)
             if chosen in names:
                 combo.setCurrentText(chosen)
+
+    def _follow_active_layer(self, event=None) -> None:
+        """An image made active that the chosen model does not suit (a 2D radiograph while a 3D model is
+        chosen, e.g. a sample just opened): choose that image and a model of its dimensionality."""
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, Image) or model_for(self.bundles, layer, self.model_combo.currentIndex()) \
+                == self.model_combo.currentIndex():
+            return
+        if self.image_combo.findText(layer.name) < 0:
+            self.refresh_layers()
+        self.image_combo.setCurrentText(layer.name)
+        self._match_model(layer)
+
+    def _match_model(self, layer) -> None:
+        if layer is not None:
+            self.model_combo.setCurrentIndex(model_for(self.bundles, layer, self.model_combo.currentIndex()))
 
     def refresh_models(self) -> None:
         self.set_bundles(list_models())

@@ -13,9 +13,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SEGMENTATION_SAMPLES = ("ct_organs_unet", "ct_organs_unetr")
-SAMPLES = (*SEGMENTATION_SAMPLES, "lesion_classifier", "nodule_detector", "interactive_unet")
+SAMPLES = (*SEGMENTATION_SAMPLES, "lesion_classifier", "nodule_detector", "interactive_unet", "radiograph_classifier")
 #: Recipes whose model is not shipped yet (trainable with ``medvision train``; see its module docstring).
-UNSHIPPED = ("radiograph_classifier",)
+UNSHIPPED: tuple[str, ...] = ()
 
 
 def train_sample(name: str, output: str | Path, *, real_data: Path | None = None, **options):
