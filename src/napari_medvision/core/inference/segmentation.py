@@ -22,6 +22,7 @@ from .cleanup import channel_argmax, remove_small_components
 from . import fast_labels
 from .channels import prepare_input
 from .convert import to_zyx
+from .precision import float32_resampling
 from .progress import Progress
 from .windows import for_this_run, infer
 
@@ -69,8 +70,9 @@ def segment(bundle: Bundle, volume: Volume, *, device: str = "auto", overlap: fl
         backend: ``"torch"`` (the reference), ``"openvino"`` / ``"onnxruntime"`` for a faster CPU path
             through an ONNX export of the network, or ``"auto"``: an exported one where installed and
             measured faster on this machine (:mod:`.backend_choice`), torch otherwise.
-        exact_postprocessing: run the bundle's postprocessing as written, resampling every class's
-            scores; by default a postprocessing of activation, ``Invertd`` and argmax takes the argmax
+        exact_postprocessing: run the bundle's pre- and postprocessing as written, resampling in the
+            bundle's precision (MONAI's default float64; float32 otherwise, :mod:`.precision`) and
+            every class's scores; by default a postprocessing of activation, ``Invertd`` and argmax takes the argmax
             on the model's grid and resamples the label map alone (:mod:`.fast_labels`).
 
     Raises:
@@ -135,7 +137,8 @@ def _segment_one(bundle, model, networks, where, inferer, passes, amp, label, wa
     ``exact``: run the bundle's postprocessing as written even where :mod:`.fast_labels` applies.
     """
     grid = {}
-    data = prepare_input(model, bundle, *where, notes, source=grid)  # the float32 image copy is freed inside
+    with float32_resampling(model.preprocessing, enabled=not exact):  # MONAI's default is float64 (2x memory)
+        data = prepare_input(model, bundle, *where, notes, source=grid)  # the float32 image copy is freed inside
     source_affine, source_shape = grid.get("affine"), grid.get("shape")
     prepared = data["image"]
     dims = prepared.ndim - 1
