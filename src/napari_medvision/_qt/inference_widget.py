@@ -298,7 +298,8 @@ class InferenceWidget(QWidget):
                        overlap=self.overlap_spin.value() or None, sw_batch_size=self.batch_spin.value() or None,
                        tta=self.tta_check.isChecked(), keep_probabilities=self.probabilities_check.isChecked(),
                        uncertainty=self.uncertainty_check.isChecked(), min_component_mm3=self.cleanup_spin.value(),
-                       score_threshold=self.score_spin.value() or None, explain=self.explain_check.isChecked())
+                       score_threshold=self.score_spin.value() or None, explain=self.explain_check.isChecked(),
+                       backend="auto")  # as the CLI: an exported CPU engine where measured faster (segmentation)
         try:
             job = self.backend.run_model(bundle, volume, **options)
             engine = _with_layers(_with_trust(job, bundle, self._forget(bundle)),

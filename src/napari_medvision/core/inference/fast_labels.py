@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 from monai.data import MetaTensor
+from monai.data.utils import to_affine_nd
 from monai.transforms import Activationsd, AsDiscreted, Compose, EnsureTyped, Invertd
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ _KEY = "pred"
 _PIECE_VOXELS = 1 << 21
 #: Up to this many classes, :func:`direct` interpolates the scores at every voxel.
 _FEW_CLASSES = 4
+#: Recorded steps that interpolate (their ``extra_info["mode"]`` is an interpolation mode).
+_INTERPOLATING = frozenset({"Resize", "SpatialResample", "Affine", "Zoom", "Rotate"})
 
 
 @dataclass
@@ -82,6 +85,24 @@ def plan(postprocessing, preprocessing) -> FastPlan | None:
     return None  # no argmax: the bundle gives something other than a label map
 
 
+def fits(fast: FastPlan, applied) -> bool:
+    """Whether ``fast`` gives the bundle's labels for a sample whose preprocessing recorded ``applied``.
+
+    A plan that refines (the bundle inverts its scores with interpolation) reproduces a *linear*
+    inversion only: a step that resampled otherwise (``Resized``' default ``area``, a spline...) is
+    inverted by MONAI with that mode, so the caller runs the bundle's postprocessing as written.
+    """
+    if fast.exact or not fast.invert:
+        return True
+    for op in applied or []:
+        if not isinstance(op, dict) or op.get("class") not in _INTERPOLATING:
+            continue
+        mode = op.get("extra_info", {}).get("mode")
+        if not (mode == 1 or str(mode).lower() in ("linear", "bilinear", "trilinear")):
+            return False
+    return True
+
+
 def label_map(scores: torch.Tensor, data: dict, preprocessing, fast: FastPlan,
               source_affine: torch.Tensor | None = None, source_shape: tuple[int, ...] | None = None) -> torch.Tensor:
     """The label map ``(1, *image grid)`` of ``scores`` ``(C, *model grid)`` by ``fast``.
@@ -105,18 +126,26 @@ def label_map(scores: torch.Tensor, data: dict, preprocessing, fast: FastPlan,
     grid_affine = getattr(image, "affine", None)
     if (fast.invert and not fast.exact and fast.rest is None and source_affine is not None
             and source_shape is not None and grid_affine is not None and _affine_only(applied)):
-        to_grid = torch.linalg.inv(grid_affine.double()) @ source_affine.double()
+        to_grid = _to_grid(grid_affine, source_affine, scores.ndim - 1)
         return direct(labels[0], _activated(scores, fast.activation), to_grid, source_shape)
     out = {**data, _KEY: MetaTensor(labels.float(), meta=meta, applied_operations=applied)}
     if fast.invert and preprocessing is not None:
         out = Invertd(keys=_KEY, transform=preprocessing, orig_keys="image", nearest_interp=True)(out)
         if not fast.exact and source_affine is not None and grid_affine is not None:
             refine(out[_KEY], labels[0], _activated(scores, fast.activation),
-                   torch.linalg.inv(grid_affine.double()) @ source_affine.double())
+                   _to_grid(grid_affine, source_affine, scores.ndim - 1))
     del labels
     if fast.rest is not None:
         out = fast.rest(out)
     return out[_KEY]
+
+
+def _to_grid(grid_affine: torch.Tensor, source_affine: torch.Tensor, dims: int) -> torch.Tensor:
+    """Image voxel index -> model grid index, ``(dims + 1)`` square (a picture's 2D image may carry a 4x4
+    affine and its preprocessed grid a 3x3 one: both are brought to ``dims`` by MONAI's ``to_affine_nd``)."""
+    grid = to_affine_nd(dims, torch.as_tensor(grid_affine).double())
+    source = to_affine_nd(dims, torch.as_tensor(source_affine).double())
+    return torch.linalg.inv(grid) @ source
 
 
 def direct(grid_labels: torch.Tensor, scores: torch.Tensor, to_grid: torch.Tensor, image_shape) -> torch.Tensor:

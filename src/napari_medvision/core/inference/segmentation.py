@@ -142,8 +142,9 @@ def _segment_one(bundle, model, networks, where, inferer, passes, amp, label, wa
     source_affine, source_shape = grid.get("affine"), grid.get("shape")
     prepared = data["image"]
     dims = prepared.ndim - 1
-    # 2D images (pictures, radiographs) are small: the bundle's own postprocessing, exactly as written
-    fast = None if exact or dims == 2 else fast_labels.plan(model.postprocessing, model.preprocessing)
+    fast = None if exact else fast_labels.plan(model.postprocessing, model.preprocessing)
+    if fast is not None and not fast_labels.fits(fast, getattr(prepared, "applied_operations", [])):
+        fast = None  # an inversion other than linear: the bundle's own postprocessing
     scores = mean_probs = None
     for number, flip in enumerate(passes):
         batch = prepared.as_tensor()[None] if isinstance(prepared, MetaTensor) else prepared[None]
