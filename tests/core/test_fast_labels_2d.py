@@ -42,3 +42,23 @@ def test_a_refining_plan_fits_linear_resampling_only():
         assert fast_labels.fits(plan, _sample(pre)) is expected
     nearest = Compose([Invertd("pred", area, "image", nearest_interp=True), AsDiscreted("pred", argmax=True)])
     assert fast_labels.fits(fast_labels.plan(nearest, area), _sample(area))  # nearest: exact whatever the mode
+
+
+def test_axis_at_a_time_interpolation_equals_grid_sample_everywhere():
+    """Flipped, scaled and shifted axes, a one-voxel axis, positions past the border (clamped)."""
+    from napari_medvision.core.inference import separable
+
+    generator = torch.Generator().manual_seed(4)
+    scores = torch.rand(3, 9, 1, 11, generator=generator)
+    to_grid = torch.tensor([[-0.37, 0, 0, 8.4], [0, 0.5, 0, -0.2], [0, 0, 0.61, -0.7], [0, 0, 0, 1]],
+                           dtype=torch.float64)
+    shape = (25, 3, 21)
+    assert separable.axis_aligned(to_grid) and not separable.axis_aligned(to_grid[[1, 0, 2, 3]])
+    fast = separable.label_map(scores, to_grid, shape, torch.uint8)
+    index = torch.stack([g.reshape(-1) for g in torch.meshgrid(
+        *[torch.arange(n, dtype=torch.float64) for n in shape], indexing="ij")])
+    position = to_grid[:-1, :-1] @ index + to_grid[:-1, -1:]
+    position = torch.minimum(position.clamp_min(0), torch.tensor(scores.shape[1:], dtype=torch.float64)[:, None] - 1)
+    reference = fast_labels._interpolated_argmax(scores, position).reshape(1, *shape)
+    assert len(torch.unique(reference)) == 3
+    assert (fast.long() == reference).float().mean() >= 0.999

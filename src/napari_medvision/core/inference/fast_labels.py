@@ -25,6 +25,8 @@ from monai.data import MetaTensor
 from monai.data.utils import to_affine_nd
 from monai.transforms import Activationsd, AsDiscreted, Compose, EnsureTyped, Invertd
 
+from . import separable
+
 log = logging.getLogger(__name__)
 _KEY = "pred"
 #: Voxels per piece of the argmax (a (C, piece) block of scores is read at a time).
@@ -157,6 +159,8 @@ def direct(grid_labels: torch.Tensor, scores: torch.Tensor, to_grid: torch.Tenso
     argmax of the scores interpolated at its position (as :func:`refine`). Returns ``(1, *image_shape)``
     in ``grid_labels``' integer type.
     """
+    if scores.shape[0] <= _FEW_CLASSES and separable.axis_aligned(to_grid):  # the same, an axis at a time
+        return separable.label_map(scores, to_grid, image_shape, grid_labels.dtype)
     size = torch.tensor(grid_labels.shape, dtype=torch.float64)
     image_shape = tuple(int(n) for n in image_shape)
     labels = torch.empty((1, *image_shape), dtype=grid_labels.dtype)
