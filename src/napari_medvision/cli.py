@@ -482,11 +482,11 @@ def _library_warnings_to_log():
 
 
 def _exit_now(code: int) -> None:
-    """Leave the process at once after an interrupt, output flushed.
+    """Leave the process at once (after an interrupt, or once ``infer`` wrote its outputs), flushed.
 
-    A normal interpreter exit tears down torch and MONAI, which takes 2-13 s on a loaded CPU
-    (measured here; 5-6 s at a load of 13 on 2 cores even after ``import torch, monai`` alone), and aborts if a sliding-window thread is still inside a window. Every
-    write is atomic, so nothing is left half-written by skipping the teardown.
+    A normal interpreter exit tears down torch and MONAI: 2-13 s on a loaded CPU (measured here, also
+    after ``import torch, monai`` alone), and it aborts if a sliding-window thread is still in a window.
+    Every write is atomic, so nothing is left half-written by skipping the teardown.
     """
     import os
 
