@@ -369,9 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CPU engine for the windows (segmentation): torch is the reference; auto (default) "
                             "uses an installed exported engine where measured faster on this machine (checked once)")
     infer.add_argument("--exact-postprocessing", action="store_true",
-                       help="run the bundle's pre- and postprocessing exactly as written: its resampling "
-                            "precision (float64 by MONAI's default; float32 otherwise) and every class's scores "
-                            "resampled, instead of the label map alone (same labels off boundaries; more memory)")
+                       help="pre- and postprocessing exactly as written (the bundle's resampling precision, every "
+                            "class's scores resampled), not the fast label map (same labels off boundaries)")
     infer.add_argument("--score-threshold", type=fraction, help="lowest box score kept (detection)")
     add_batch_options(infer)
     infer.set_defaults(run=cmd_infer, exit_at_once=True)
