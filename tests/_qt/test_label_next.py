@@ -68,6 +68,7 @@ def test_cancel_stops_between_studies_and_a_bad_folder_is_named(dock, qtbot, tmp
     assert panel.rank(tmp_path / "missing") is None
     assert "not a folder" in str(errors[0])
     worker = panel.rank(folder)
+    qtbot.waitUntil(lambda: panel.status.text().startswith("scoring study0"), timeout=120000)  # it computes
     panel.cancel()
     with qtbot.waitSignal(worker.finished, timeout=120000):
         pass

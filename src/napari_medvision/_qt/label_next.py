@@ -100,9 +100,10 @@ class LabelNextPanel(QGroupBox):
         return self.worker
 
     def cancel(self) -> None:
-        """Stop after the study being scored."""
+        """Stop now: the study being scored is dropped (the worker's job ends within about a second)."""
         if self.worker is not None:
             self.worker.quit()
+            shared_backend("inference").cancel()
 
     def show_records(self, records: list[dict]) -> None:
         """Fill the table: ranked studies (most uncertain first), then skipped ones with their reason."""
