@@ -29,13 +29,6 @@ INFO = {"models": {"segmentation_spleen": {"type": "segmentation", "labels": {"s
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    shown = []
-    monkeypatch.setattr("napari_medvision._qt.workers.show_error", shown.append)
-    return shown
-
-
-@pytest.fixture
 def phantom():
     return generate_phantom(4, shape=(20, 48, 48), spacing=(6.0, 6.0, 10.0), direction=np.diag([1.0, -1.0, 1.0]))
 

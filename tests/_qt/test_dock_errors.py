@@ -19,13 +19,6 @@ pytestmark = pytest.mark.gui
 TINY = dict(shape=(12, 24, 24), spacing=(8.0, 8.0, 10.0))
 
 
-@pytest.fixture
-def errors(monkeypatch):
-    shown = []
-    monkeypatch.setattr("napari_medvision._qt.workers.show_error", shown.append)
-    return shown
-
-
 def snapshot(root):
     return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir"
             for p in sorted(root.rglob("*"))}

@@ -31,13 +31,6 @@ def layer_state(viewer):
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    shown = []
-    monkeypatch.setattr("napari_medvision._qt.workers.show_error", shown.append)
-    return shown
-
-
-@pytest.fixture
 def studio(make_napari_viewer, tmp_path):
     """A viewer with a study, an edited labels layer and a case store of one case."""
     viewer = make_napari_viewer()

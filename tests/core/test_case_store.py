@@ -26,6 +26,27 @@ def dataset(store):
     return json.loads((store.root / "dataset.json").read_text(encoding="utf-8"))
 
 
+def add_case_dying_at_rename(store, case_id, shape, rename):
+    """Add a case of ``shape`` in a child process that dies (exit 9) at its ``rename``-th os.replace."""
+    code = textwrap.dedent(f"""
+        import os
+        import numpy as np
+        from napari_medvision.core.training import CaseStore
+        from napari_medvision.core.volume import Volume
+        real, count = os.replace, []
+        def dying_replace(*args):
+            count.append(1)
+            if len(count) == {rename}:
+                os._exit(9)
+            real(*args)
+        os.replace = dying_replace
+        image = Volume(np.zeros({shape!r}, np.int16), (0.75, 0.5, 3.0))
+        CaseStore({str(store.root)!r}).add_case({case_id!r}, image, image.with_array(np.ones({shape!r}, np.uint8)))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert result.returncode == 9, result.stderr
+
+
 def test_create_writes_the_nnunet_dataset_json_and_reopens(tmp_path):
     store = CaseStore.create(tmp_path / "a" / "b" / "liver", LABELS, channel="MR", source="test")
     assert dataset(store) == {"name": "liver", "channel_names": {"0": "MR"}, "labels": LABELS, "numTraining": 0,
@@ -95,24 +116,8 @@ def test_a_process_killed_while_adding_a_case_leaves_no_half_case(tmp_path):
     image, label = case()
     store.add_case("old", image, label)
     before = {p.name: p.read_bytes() for p in (store.image_path("old"), store.label_path("old"))}
-    # The process dies when the second file (the image, written last) is about to be published.
-    code = textwrap.dedent(f"""
-        import os
-        import numpy as np
-        from napari_medvision.core.training import CaseStore
-        from napari_medvision.core.volume import Volume
-        real, count = os.replace, []
-        def dying_replace(*args):
-            count.append(1)
-            if len(count) == 2:
-                os._exit(9)
-            real(*args)
-        os.replace = dying_replace
-        image = Volume(np.zeros((4, 6, 8), np.int16), (0.75, 0.5, 3.0))
-        CaseStore({str(store.root)!r}).add_case("new", image, image.with_array(np.ones((4, 6, 8), np.uint8)))
-    """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
-    assert result.returncode == 9, result.stderr
+    # The process dies when its second file is about to be published (both are still staged).
+    add_case_dying_at_rename(store, "new", (4, 6, 8), rename=2)
     assert store.case_ids() == ["old"], "the new case is not listed: its image was never published"
     assert {p.name: p.read_bytes() for p in (store.image_path("old"), store.label_path("old"))} == before
 
@@ -143,23 +148,7 @@ def test_a_process_killed_while_replacing_a_case_never_shows_a_new_label_beside_
     store.add_case("c", image, label)
     # The process dies just before the new label is published (the 4th rename: two staged files,
     # then the image, then the label); the new image has another grid than the old label.
-    code = textwrap.dedent(f"""
-        import os
-        import numpy as np
-        from napari_medvision.core.training import CaseStore
-        from napari_medvision.core.volume import Volume
-        real, count = os.replace, []
-        def dying_replace(*args):
-            count.append(1)
-            if len(count) == 4:
-                os._exit(9)
-            real(*args)
-        os.replace = dying_replace
-        image = Volume(np.zeros((5, 6, 8), np.int16), (0.75, 0.5, 3.0))
-        CaseStore({str(store.root)!r}).add_case("c", image, image.with_array(np.ones((5, 6, 8), np.uint8)))
-    """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
-    assert result.returncode == 9, result.stderr
+    add_case_dying_at_rename(store, "c", (5, 6, 8), rename=4)
     assert store.case_ids() == [], "a case whose label and image come from two different adds is hidden"
     assert store.incomplete_cases() == {"c": "no label file"}
     store.add_case("c", image, label)            # the next add repairs it
