@@ -75,3 +75,26 @@ def test_demo_study_dock_turns_the_three_views_on_and_off(demo_viewer):
     assert any(name == "MPR views" for name in demo_viewer.window.dock_widgets)
     study.mpr_check.setChecked(False)
     assert study.mpr is None and not any(name == "MPR views" for name in demo_viewer.window.dock_widgets)
+
+
+def test_demo_annotates_an_organ_with_one_click(demo_viewer, qtbot):
+    """The demo's Annotate dock works on the phantom as opened: one click inside the liver gives its
+    3D mask (the model-free engine; no model needed)."""
+    from napari_medvision._qt.interactive_widget import PREVIEW_LAYER, PROMPTS_LAYER
+    from napari_medvision.core.interactive.simulate import innermost_voxel
+    from napari_medvision.core.phantom import LABELS
+
+    annotate = next(w for name, w in demo_viewer.window.dock_widgets.items() if name.startswith("Annotate"))
+    assert annotate.image_combo.currentText() == "CT phantom"
+    assert annotate.labels_combo.currentText() == "CT phantom labels"
+    liver = np.asarray(demo_viewer.layers["CT phantom labels"].data) == LABELS["liver"]
+    scale = demo_viewer.layers["CT phantom"].scale
+    voxel, _ = innermost_voxel(liver, tuple(scale[::-1]))
+    annotate.new_structure()
+    annotate.set_sign("+")
+    demo_viewer.layers[PROMPTS_LAYER].add(np.asarray(voxel, float))
+    qtbot.waitUntil(lambda: PREVIEW_LAYER in demo_viewer.layers and annotate.generation == annotate._shown,
+                    timeout=120000)
+    mask = np.asarray(demo_viewer.layers[PREVIEW_LAYER].data) > 0
+    dice = 2 * (mask & liver).sum() / (mask.sum() + liver.sum())
+    assert dice > 0.8, f"Dice {dice:.2f} of one click's mask with the liver"

@@ -1,5 +1,6 @@
 """``medvision demo``: napari with the CT phantom and its segmentation, the Study dock, the
-Run-model dock with the sample U-Net selected (ready to press Run), and the Fine-tune dock; the
+Run-model dock with the sample U-Net selected (ready to press Run), the Fine-tune dock and the
+Annotate dock (click an organ for its 3D mask); the
 window fills the screen, the docks form one narrow tabbed column and the study fills the canvas.
 ``medvision demo --radiograph``: the same with the synthetic chest radiograph and the 2D classifier."""
 
@@ -32,15 +33,21 @@ def open_demo_viewer(show: bool = True, radiograph: bool = False):
     _, study = viewer.window.add_plugin_dock_widget(PLUGIN, "Study")
     _, runner = viewer.window.add_plugin_dock_widget(PLUGIN, "Run model", tabify=True)
     _, trainer = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune", tabify=True)
+    docks = [runner, study, trainer]
+    if not radiograph:   # clicks make 3D masks; the radiograph demo is about the 2D classifier
+        _, annotate = viewer.window.add_plugin_dock_widget(PLUGIN, "Annotate", tabify=True)
+        annotate.image_combo.setCurrentText(image)
+        annotate.labels_combo.setCurrentText("CT phantom labels")
+        docks.append(annotate)
     names = [bundle.name for bundle in runner.bundles]
     if model in names:
         runner.model_combo.setCurrentIndex(names.index(model))
     runner.image_combo.setCurrentText(image)
     viewer.layers.selection.active = viewer.layers[image]
-    workstation.show_hint(viewer)
+    workstation.show_hint(viewer, workstation.RADIOGRAPH_HINT if radiograph else workstation.HINT)
     if show:
         workstation.fill_screen(viewer)
-    workstation.narrow_column(viewer, [runner, study, trainer])
+    workstation.narrow_column(viewer, docks)
     workstation.fit_study(viewer)
     return viewer
 

@@ -12,7 +12,9 @@ from qtpy.QtWidgets import QApplication, QComboBox, QFrame, QScrollArea, QVBoxLa
 
 #: Width of the docks' column in pixels; wider content scrolls sideways rather than widening it.
 DOCK_COLUMN_WIDTH = 390
-HINT = "Try: Run model ▸ Run  ·  correct the labels with the brush  ·  Fine-tune ▸ Add case, Start  ·  Study ▸ MPR"
+HINT = ("Try: Run model ▸ Run  ·  Annotate ▸ New structure, click an organ  ·  correct with the brush  ·  "
+        "Fine-tune ▸ Add case, Start  ·  Study ▸ MPR")
+RADIOGRAPH_HINT = "Try: Run model ▸ Run (nodule probability and where the model looked)  ·  medvision demo: the CT"
 #: Label names drawn transparent in the demo: the body outline would tint the whole patient.
 SILENT_LABELS = ("body",)
 
