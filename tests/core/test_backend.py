@@ -188,10 +188,13 @@ def test_close_during_a_job_deaf_to_cancel_ends_the_worker_and_its_files(capfd):
     drive(backend.run(walk, np.zeros((2, 2, 2)), np.array([[[1, 2], [0, 0]], [[0, 0], [0, 0]]], np.uint8),
                       np.full((2, 2, 2), 0.5)))   # the worker is warm
     rng = np.random.default_rng(0)
-    data, seeds = rng.random((96, 96, 96)), np.zeros((96, 96, 96), np.uint8)
-    seeds[0], seeds[48, 48, 48] = 2, 1
+    data, seeds = rng.random((120, 120, 120)), np.zeros((120, 120, 120), np.uint8)
+    seeds[0], seeds[60, 60, 60] = 2, 1
     process, folder = backend._process, backend._folder
-    thread, outcome = _drive_in_thread(backend.run(walk, data, seeds, np.full(data.shape, 0.5)))
+    # A tolerance it never reaches keeps the solve in its 400 conjugate-gradient steps (seconds even
+    # on a fast quiet machine, where the default tolerance ends it within the test's half second).
+    thread, outcome = _drive_in_thread(backend.run(walk, data, seeds, np.full(data.shape, 0.5), gamma=1e-6,
+                                                   tol=1e-30))
     _wait_until(lambda: backend.busy)
     time.sleep(0.5)   # the worker is inside the solve
     start = time.monotonic()
@@ -211,7 +214,7 @@ def test_close_during_a_job_stops_it_at_its_next_step_and_ends_the_worker(worker
     from napari_medvision.core.backend import CANCEL_SECONDS
 
     job = worker.run_model(find_model("ct_organs_unet"), generate_phantom(6, shape=(64, 160, 160)).image,
-                           device="cpu", tta=True, sw_batch_size=1)
+                           device="cpu", tta=True, sw_batch_size=1, overlap=0.75)   # many windows: seconds
     thread, outcome = _drive_in_thread(job)
     _wait_until(lambda: len(outcome) >= 2, 300)   # two sliding-window steps came
     process, folder = worker._process, worker._folder
