@@ -26,13 +26,16 @@ from qtpy.QtWidgets import (
 
 from ..core.backend import shared_backend
 from ..core.errors import MedvisionError, UntrustedCodeError
-from ..core.models import Bundle, list_models, load_model, trust_store
+from ..core.models import Bundle, list_models, load_model
 from .compute_target import ComputeTarget
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
 from .model_dims import model_for
 from .restart_offer import RestartOffer
 from .task_options import show_task_options
+from .trust_view import CHECKING, NO_CODE, TRUST_TEXT, TRUST_TIP, findings_html
+from .trust_view import trust_state as _trust_state
+from .trust_view import with_trust as _with_trust
 from .workers import report_error, start_engine, start_worker, warm_up_in_background
 
 
@@ -68,8 +71,8 @@ class InferenceWidget(QWidget):
         self.card.setWordWrap(True)
         self.trust_label = QLabel()
         self.trust_label.setWordWrap(True)
-        self.trust_check = QCheckBox("Trust this model's code")
-        self.trust_check.setToolTip("remembered for these exact files")
+        self.trust_check = QCheckBox(TRUST_TEXT)
+        self.trust_check.setToolTip(TRUST_TIP)
         self.trust_check.setEnabled(False)
         self._trust_shown: tuple[Bundle, list[str], bool] | None = None
         self.device_combo = QComboBox()
@@ -236,7 +239,7 @@ class InferenceWidget(QWidget):
         self._trust_shown = None
         self.trust_check.setEnabled(False)
         self.trust_check.setChecked(bundle.trusted)
-        self.trust_label.setText("checking what this model would run…")
+        self.trust_label.setText(CHECKING)
         start_worker(_trust_state, bundle, on_result=lambda state: self._on_trust_state(bundle, *state),
                      description="Checking model")
 
@@ -245,12 +248,10 @@ class InferenceWidget(QWidget):
             return  # the user has chosen another model meanwhile
         self._trust_shown = (bundle, findings, remembered)
         if not findings:
-            self.trust_label.setText("Runs no code of its own: no trust needed.")
+            self.trust_label.setText(NO_CODE)
             self.trust_check.setChecked(False)
             return
-        items = "".join(f"<li>{_escape(f)}</li>" for f in findings)
-        self.trust_label.setText(f"<b>Runs code of its own</b> ({len(findings)}):<ul>{items}</ul>"
-                                 "Tick Trust only if you trust where this bundle came from.")
+        self.trust_label.setText(findings_html(findings))
         self.trust_check.setEnabled(True)
         self.trust_check.setChecked(bundle.trusted or remembered)
 
@@ -371,29 +372,6 @@ class InferenceWidget(QWidget):
         for r, (name, value) in enumerate(rows):
             self.table.setItem(r, 0, QTableWidgetItem(name))
             self.table.setItem(r, 1, QTableWidgetItem(value))
-
-
-def _trust_state(bundle: Bundle) -> tuple[list[str], bool]:
-    """(findings, whether trust is remembered for the bundle's present content), off the GUI thread."""
-    findings = bundle.trust_findings()
-    if not isinstance(bundle, Bundle):  # nnU-Net models: nothing to remember (their checkpoints are never unpickled)
-        return findings, False
-    return findings, bool(findings) and trust_store.is_trusted(bundle.path)
-
-
-def _with_trust(engine, bundle: Bundle, forget: bool):
-    """The engine, after remembering (or forgetting) the user's trust, in the worker thread (hashing reads files)."""
-    if not isinstance(bundle, Bundle):
-        return (yield from engine)
-    if bundle.trusted and bundle.trust_findings():
-        trust_store.remember(bundle.path, bundle.name)
-    elif forget and trust_store.is_trusted(bundle.path):
-        trust_store.revoke(trust_store.content_hash(bundle.path))
-    return (yield from engine)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _entry(model) -> str:

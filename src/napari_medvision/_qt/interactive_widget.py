@@ -34,6 +34,7 @@ from .box_prompt import BOX_LAYER, add_box_layer, box_from_shapes, box_layer
 from .restart_offer import RestartOffer
 from .saving import BackgroundWrites, snapshot
 from .workers import report_error, start_engine
+from .zoo_engines import BundleEngines
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ class InteractiveWidget(QWidget):
         for text, widget in (("Image", self.image_combo), ("Into labels", self.labels_combo),
                              ("Label", self.label_value), ("Engine", self.engine_combo)):
             form.addRow(text, widget)
+        self.bundle_engines = BundleEngines(self.engine_combo, self)   # zoo bundles, fine-tuned versions
+        self._refresh_engines()
+        form.addRow(self.bundle_engines)
         self.start_button = QPushButton("New structure (clicks)")
         self.sign_button = QPushButton("Clicking: + inside  (i / o / t)")
         self.sign_button.setCheckable(True)
@@ -94,6 +98,7 @@ class InteractiveWidget(QWidget):
         self.store_edit.setPlaceholderText("case store folder")
         self.send_button = QPushButton("Send to case store")
         self.send_button.clicked.connect(lambda: self.send_to_store())
+        self.store_edit.editingFinished.connect(self._refresh_engines)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.restart_offer = RestartOffer(self)
@@ -191,11 +196,21 @@ class InteractiveWidget(QWidget):
             self.backend.cancel()
         if image_layer is None or (not len(prompts.positive) and prompts.box is None):
             return None
+        try:
+            options = self.bundle_engines.job_options()
+        except MedvisionError as exc:   # an untrusted bundle: nothing runs
+            self.status.setText("not run: no layer was changed")
+            report_error(exc)
+            return None
         volume = layer_volume(image_layer)
-        engine = None if self.engine_combo.currentIndex() == 0 else self.engine_combo.currentText()
+        engine = options.pop("engine", None if self.engine_combo.currentIndex() == 0 else
+                             self.engine_combo.currentText())
+        if options:   # a bundle: it may reorient, so it gets the image's geometry
+            options.update(origin=volume.origin, direction=volume.direction)
         generation = self.generation
         self.status.setText(f"segmenting from {prompts.clicks} click(s)…")
-        job = self.backend.run(SEGMENT, Shared(volume.array), volume.spacing, prompts, engine)
+        job = self.bundle_engines.wrap(self.backend.run(SEGMENT, Shared(volume.array), volume.spacing, prompts,
+                                                        engine, **options))
         self.worker = start_engine(job, on_progress=lambda _: None,
                                    on_result=lambda mask: self._show(mask, generation, image_layer),
                                    on_error=lambda exc: self._on_error(exc, generation),
@@ -227,6 +242,17 @@ class InteractiveWidget(QWidget):
             self.viewer.layers.selection.active = self._prompts_layer() or self.viewer.layers.selection.active
         self.status.setText(f"preview: {int(mask.sum())} voxels; Accept puts them into label "
                             f"{self.label_value.value()}")
+
+    def add_engine(self, name_or_path, select: bool = False):
+        """Offer an interactive bundle (a zoo bundle, a fine-tuned version) in the engine list."""
+        return self.bundle_engines.add(name_or_path, select=select)
+
+    def _refresh_engines(self) -> None:
+        store = self.store_edit.text().strip() if hasattr(self, "store_edit") else ""
+        try:
+            self.bundle_engines.refresh([store] if store and Path(store).is_dir() else [])
+        except MedvisionError as exc:
+            log.warning("interactive bundles not listed: %s", exc)
 
     # --- accepting and undo ----------------------------------------------------
     def target(self, create: bool = True) -> Labels | None:

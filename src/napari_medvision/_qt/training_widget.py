@@ -180,7 +180,8 @@ class TrainingWidget(QWidget):
                 bundle = self.base_bundle()
                 if bundle is None:
                     raise MedvisionError("choose a segmentation model first: a new store takes its labels")
-                labels = {"background": 0, **{name: value for value, name in bundle.labels.items()}}
+                labels = ({"background": 0, "structure": 1} if bundle.task == "interactive" else   # any structure
+                          {"background": 0, **{name: value for value, name in bundle.labels.items()}})
                 store = CaseStore.create(folder, labels, name=folder.name)
         except (MedvisionError, OSError) as exc:
             report_error(exc if isinstance(exc, MedvisionError) else MedvisionError(str(exc)))
@@ -251,7 +252,8 @@ class TrainingWidget(QWidget):
         self.model_combo.addItems([b.name for b in self.base_bundles])
 
     def _local_models(self) -> None:
-        self.set_base_bundles([b for b in list_bundles() if b.task == "segmentation"])
+        # the click-conditioned model too: it fine-tunes with simulated clicks on the corrected masks
+        self.set_base_bundles([b for b in list_bundles() if b.task in ("segmentation", "interactive")])
 
     def base_bundle(self) -> Bundle | None:
         index = self.model_combo.currentIndex()
@@ -314,8 +316,10 @@ class TrainingWidget(QWidget):
 
     def _now_in_use(self, versions: VersionStore, version) -> Bundle | None:
         bundle = versions.current_bundle(self.base_bundle())
-        runner = self._runner()
-        if runner is not None and bundle is not None:
+        if bundle is not None and bundle.task == "interactive":   # clicks: the Annotate dock runs it
+            for dock in self._docks_with("add_engine"):
+                dock.add_engine(bundle.path)
+        elif (runner := self._runner()) is not None and bundle is not None:
             runner.add_bundle(bundle.path)
         self.refresh_versions()
         self.status.setText(f"{version.name if version else 'the base model'} is in use")
@@ -333,7 +337,7 @@ class TrainingWidget(QWidget):
             return self.target.start_finetune()
         bundle, versions = self.current_bundle(), self.versions()
         if bundle is None or versions is None:
-            report_error(MedvisionError("open a case store and choose a segmentation model first"))
+            report_error(MedvisionError("open a case store and choose a segmentation or interactive model first"))
             return None
         if self.writes.busy:
             report_error(MedvisionError("a case is still being saved; start again when it is done"))
@@ -373,6 +377,10 @@ class TrainingWidget(QWidget):
 
     def _on_finished(self, result) -> None:
         self.refresh_versions()
+        bundle = self.base_bundle()
+        if result.version is not None and bundle is not None and bundle.task == "interactive":
+            for dock in self._docks_with("add_engine"):   # the Annotate dock offers the new version
+                dock.add_engine(result.version.path)
         verdict = "better than" if result.best_dice > result.base_dice else "no better than"
         self.status.setText(f"wrote {result.version.name}: validation Dice {result.base_dice:.3f} → "
                             f"{result.best_dice:.3f} ({verdict} its parent) in {result.seconds:.0f} s")
@@ -394,6 +402,9 @@ class TrainingWidget(QWidget):
         try:
             if versions is None or layer is None:
                 raise MedvisionError("need an image and at least one version to compare")
+            if self.base_bundle().task == "interactive":
+                raise MedvisionError("an interactive model needs clicks: compare its versions by choosing each "
+                                     "as the engine of the Annotate dock (each version's validation Dice is listed)")
             bundles = versions.comparison_pair(first, second, base=self.base_bundle())
             volume = layer_volume(layer)
         except MedvisionError as exc:
@@ -454,3 +465,6 @@ class TrainingWidget(QWidget):
             if hasattr(widget, "add_bundle") and hasattr(widget, "bundles"):
                 return widget
         return None
+
+    def _docks_with(self, method: str) -> list:
+        return [w for w in self.viewer.window.dock_widgets.values() if callable(getattr(w, method, None))]

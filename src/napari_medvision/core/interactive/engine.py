@@ -32,7 +32,9 @@ def choose_engine(image: np.ndarray, spacing_xyz, name: str | None = None, *, tr
     """The engine called ``name``, or the best one that fits the image when ``name`` is None.
 
     A ``name`` that is no built-in engine may name an interactive Model Zoo bundle (registry name or
-    folder: DeepEdit- or VISTA3D-style, :mod:`.zoo`); ``trusted``, ``device`` and ``label`` are for those.
+    folder: DeepEdit- or VISTA3D-style, :mod:`.zoo`; ``trusted``, ``device`` and ``label`` are for those)
+    or a version of the shipped click-conditioned model (a bundle whose task is ``interactive``, such
+    as a fine-tuned ``STORE/models/interactive_unet/v001`` or ``STORE@current``).
 
     Raises:
         MedvisionError: no engine or interactive bundle of that name, or it does not fit the image.
@@ -61,20 +63,65 @@ def _zoo_engine(name: str, engines: dict, trusted: bool, device: str, label: str
         if Path(name).expanduser().exists():
             raise  # a folder that is no readable model: its own message says why
         raise MedvisionError(f"no interactive engine or model called '{name}'; {choices}") from None
+    if engine is None and getattr(model_of(name, trusted), "task", None) == "interactive":
+        return click_unet_at(name, trusted)
     if engine is None:
         raise MedvisionError(f"'{name}' is a model but not an interactive one (no click guidance, no point "
                              f"prompts in its config); {choices}")
     return engine
 
 
-def segment_prompts(image: np.ndarray, spacing_xyz, prompts: Prompts, engine: str | None = None) -> np.ndarray:
-    """Check the prompts, run the chosen engine, return a uint8 0/1 mask of ``image.shape``."""
+def model_of(name: str, trusted: bool = False):
+    """The model ``name`` names (registry name, folder, ``STORE@ref``); nothing is built."""
+    from ..models import find_model
+
+    return find_model(name, trusted=trusted)
+
+
+def click_unet_at(name: str, trusted: bool = False) -> InteractiveEngine:
+    """The click-conditioned engine on the bundle ``name`` names (a version of the shipped model),
+    one per bundle folder and weights file, so its network is built once per process.
+
+    Raises:
+        UntrustedCodeError: its config would run code of its own (its ``network_def`` is parsed by MONAI)
+            and ``trusted`` is False.
+    """
+    model = model_of(name, trusted)
+    model.check_trust()
+    path = Path(model.path).resolve()
+    weights = path / "models" / "model.pt"
+    key = (str(path), weights.stat().st_mtime_ns if weights.is_file() else None)
+    if key not in _VERSIONS:
+        engine = ClickUNetEngine(path)
+        engine.name = str(name)
+        _VERSIONS[key] = engine
+    return _VERSIONS[key]
+
+
+def segment_prompts(image: np.ndarray, spacing_xyz, prompts: Prompts, engine: str | None = None, *,
+                    trusted: bool = False, device: str = "auto", label: str | None = None,
+                    origin=None, direction=None) -> np.ndarray:
+    """Check the prompts, run the chosen engine, return a uint8 0/1 mask of ``image.shape``.
+
+    ``trusted``, ``device``, ``label``: as :func:`choose_engine`. ``origin`` / ``direction`` (LPS, as
+    :class:`~..volume.Volume` holds them): the image's geometry, for engines that use it (a zoo bundle
+    that reorients); without them the image is taken as axis-aligned.
+    """
     prompts.check(image.shape)
-    mask = choose_engine(image, spacing_xyz, engine).segment(image, spacing_xyz, prompts)
+    chosen = choose_engine(image, spacing_xyz, engine, trusted=trusted, device=device, label=label)
+    if origin is None and direction is None:
+        mask = chosen.segment(image, spacing_xyz, prompts)
+    else:
+        from ..volume import Volume
+
+        volume = Volume(np.asarray(image), spacing=tuple(spacing_xyz), origin=tuple(origin if origin is not None
+                        else (0.0, 0.0, 0.0)), direction=np.eye(3) if direction is None else np.asarray(direction))
+        mask = np.asarray(chosen.segment_volume(volume, prompts)).reshape(image.shape)
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
 _SHARED: dict[type, InteractiveEngine] = {}
+_VERSIONS: dict[tuple, InteractiveEngine] = {}
 
 
 def _shared(kind: type) -> InteractiveEngine:

@@ -36,6 +36,10 @@ class Source:
     structures: list = field(default_factory=list)
     #: Voxel indices ``(N, 3)`` where a random structure may be centred (tissue, not air).
     tissue: np.ndarray = None
+    #: The case's edit mask on the scan's grid (1 where the user corrected the model), or None.
+    edits: np.ndarray | None = None
+    #: How often each structure is drawn, relative (None: all equally often).
+    structure_weights: np.ndarray | None = None
 
 
 def make_source(name, image, spacing_zyx, label=None, values=()) -> Source:
@@ -57,13 +61,27 @@ def make_source(name, image, spacing_zyx, label=None, values=()) -> Source:
 
 def example(source: Source, rng: np.random.Generator, structure_chance: float = 0.35):
     """One training example: ``(cube intensities, cube truth)``, both ``(n, n, n)``, or None."""
+    drawn = edited_example(source, rng, structure_chance)
+    return None if drawn is None else drawn[:2]
+
+
+def edited_example(source: Source, rng: np.random.Generator, structure_chance: float = 0.35):
+    """:func:`example` plus the cube of the case's edit mask (bool ``(n, n, n)``; all False for a
+    random structure or a case without edits), or None."""
     if source.structures and rng.random() < structure_chance:
-        lo, hi, box, mask = source.structures[rng.integers(len(source.structures))]
+        count = len(source.structures)
+        weights = source.structure_weights
+        index = rng.integers(count) if weights is None else rng.choice(count, p=np.asarray(weights) / np.sum(weights))
+        lo, hi, box, mask = source.structures[index]
         cube = _training_cube(lo, hi, source.spacing_zyx, rng)
         truth = np.zeros(source.image.shape, np.float32)
         truth[box] = mask
-        return sample(source.image, cube, source.spacing_zyx), sample(truth, cube, source.spacing_zyx, order=0) > 0.5
-    return random_structure(source, rng)
+        block, truth = sample(source.image, cube, source.spacing_zyx), sample(truth, cube, source.spacing_zyx, order=0)
+        edited = (sample(source.edits, cube, source.spacing_zyx, order=0) > 0.5 if source.edits is not None
+                  else np.zeros(truth.shape, bool))
+        return block, truth > 0.5, edited
+    drawn = random_structure(source, rng)
+    return None if drawn is None else (*drawn, np.zeros(drawn[1].shape, bool))
 
 
 def random_structure(source: Source, rng: np.random.Generator):
@@ -148,10 +166,11 @@ def clicks_for(network, block, truth, rng, rounds: int):
         deep = np.argwhere(depth >= 0.5 * depth.max())
         first = tuple(deep[rng.integers(len(deep))])
     positive, negative = [first], []
+    device = next(network.parameters()).device
     for _ in range(rounds):
         inputs = network_input(block, positive, negative)
         with torch.no_grad():
-            prediction = network(torch.from_numpy(inputs)[None])[0, 0].numpy() > 0
+            prediction = network(torch.from_numpy(inputs)[None].to(device))[0, 0].float().cpu().numpy() > 0
         click = next_click(prediction, truth, (1.0, 1.0, 1.0))
         if click is None:
             break
@@ -166,20 +185,30 @@ def training_batch(network, sources, weights, rng, batch: int, structure_chance:
         sources: :class:`Source` list; weights: the chance of each (None: equal).
         structure_chance: how often a labelled structure is the target (else a random one).
     """
+    inputs, targets, _ = edited_batch(network, sources, weights, rng, batch, structure_chance)
+    return inputs, targets
+
+
+def edited_batch(network, sources, weights, rng, batch: int, structure_chance: float = 0.35):
+    """:func:`training_batch` plus ``edited (B, 1, n, n, n)``: 1 where the case's edit mask is (float32).
+
+    Draws the same examples and clicks as :func:`training_batch` from the same ``rng``.
+    """
     import torch
 
-    inputs, targets = [], []
+    inputs, targets, edits = [], [], []
     while len(inputs) < batch:
         source = sources[rng.choice(len(sources), p=weights)]
-        drawn = example(source, rng, structure_chance)
+        drawn = edited_example(source, rng, structure_chance)
         if drawn is None or drawn[1].sum() < 8:
             continue
-        block, truth = drawn
+        block, truth, edited = drawn
         flips = tuple(axis for axis in range(3) if rng.random() < 0.5)
         if flips:
-            block, truth = np.flip(block, flips).copy(), np.flip(truth, flips).copy()
+            block, truth, edited = (np.flip(a, flips).copy() for a in (block, truth, edited))
         rounds = int(rng.integers(1, MAX_ROUNDS + 1)) if rng.random() < 0.5 else 0
         positive, negative = clicks_for(network, block, truth, rng, rounds)
         inputs.append(network_input(block, positive, negative))
         targets.append(truth[None].astype(np.float32))
-    return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(targets))
+        edits.append(edited[None].astype(np.float32))
+    return tuple(torch.from_numpy(np.stack(a)) for a in (inputs, targets, edits))

@@ -62,6 +62,33 @@ def zoo_engine(name_or_path: str | Path, trusted: bool = False, device: str = "a
     return None
 
 
+def label_names(bundle) -> list[str]:
+    """A DeepEdit bundle's label names, read from its config alone (nothing evaluated, nothing built).
+
+    The ``label_names`` of its ``AddGuidanceFromPointsDeepEditd`` (a dict, or a plain ``@key``
+    reference to one), else the names of the bundle's output channels; background first as given.
+    """
+    config = getattr(bundle, "config", None) or {}
+    for node in _components(config):
+        if str(node.get("_target_", "")).split(".")[-1] != "AddGuidanceFromPointsDeepEditd":
+            continue
+        names = node.get("label_names")
+        if isinstance(names, str) and names.startswith("@") and names[1:] in config:
+            names = config[names[1:]]
+        if isinstance(names, dict) and names:
+            return [str(name) for name in names]
+    return [str(name) for name in getattr(bundle, "labels", {}).values()]
+
+
+def _components(node) -> list[dict]:
+    if isinstance(node, dict):
+        return ([node] if isinstance(node.get("_target_"), str) else []) + \
+            [c for value in node.values() for c in _components(value)]
+    if isinstance(node, list):
+        return [c for value in node for c in _components(value)]
+    return []
+
+
 def _targets(node) -> list[str]:
     if isinstance(node, dict):
         found = [node["_target_"]] if isinstance(node.get("_target_"), str) else []

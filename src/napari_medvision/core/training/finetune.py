@@ -102,7 +102,8 @@ def finetune(bundle: Bundle, store: CaseStore, versions: VersionStore, settings:
     if bundle.task == "interactive":   # the click-conditioned model: simulated clicks on the corrected masks
         from ..interactive.finetune import finetune_interactive
 
-        fields = yield from finetune_interactive(bundle, store, versions, settings, _split, output=output, group=group)
+        fields = yield from finetune_interactive(bundle, store, versions, settings, _split, output=output, group=group,
+                                                 device=device)
         return FinetuneResult(**fields)
     cases = check_cases(bundle, store, "fine-tuned")
     train_ids, val_ids = _split(cases, settings.validation_cases)
