@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 from ..core.backend import shared_backend
 from ..core.errors import MedvisionError, UntrustedCodeError
 from ..core.models import Bundle, list_models, load_model
+from .coalesce import Coalesced
 from .compute_target import ComputeTarget
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
@@ -101,6 +102,7 @@ class InferenceWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
+        self._show_progress = Coalesced(self._paint_progress, parent=self)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.restart_offer = RestartOffer(self)
@@ -336,9 +338,13 @@ class InferenceWidget(QWidget):
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if not running:
+            self._show_progress.flush()
             self.worker = None
 
     def _on_progress(self, step) -> None:
+        self._show_progress(step)   # a few repaints a second, not one per window (see .coalesce)
+
+    def _paint_progress(self, step) -> None:
         self.progress.setMaximum(max(step.total, 1))
         self.progress.setValue(step.done)
         self.progress.setFormat(f"{step.message}: %p%")

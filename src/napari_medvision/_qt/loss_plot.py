@@ -2,7 +2,8 @@
 
 pyqtgraph, not matplotlib: a matplotlib redraw of this figure took 60-90 ms on the GUI thread of
 a 2-core machine busy training (the stall the Fine-tune dock must stay under 50 ms), while
-pyqtgraph only updates its curve items.
+pyqtgraph only updates its curve items. The curves are redrawn a few times a second, not once per
+training step (see :mod:`.coalesce`); :meth:`LossPlot.flush` shows every value at once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import pyqtgraph as pg
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from .coalesce import Coalesced
 
 LOSS_COLOUR = "#ff9f40"
 DICE_COLOUR = "#4f9bd9"
@@ -49,6 +52,7 @@ class LossPlot(QWidget):
         self.loss_curve = self.loss_axis.plot(pen=pg.mkPen(LOSS_COLOUR, width=1))
         self.dice_curve = self.dice_axis.plot(pen=pg.mkPen(DICE_COLOUR, width=2), symbol="o", symbolSize=6,
                                               symbolBrush=DICE_COLOUR, symbolPen=None)
+        self._redraw = Coalesced(lambda _: self._draw(), parent=self)
         self.clear()
 
     def clear(self) -> None:
@@ -69,9 +73,18 @@ class LossPlot(QWidget):
     def add_loss(self, epoch_fraction: float, loss: float) -> None:
         self.losses.append((epoch_fraction, loss))
         self._show_plots(True)
-        self.loss_curve.setData(*map(list, zip(*self.losses)))
+        self._redraw(None)
 
     def add_dice(self, epoch: int, dice: float) -> None:
         self.dices.append((epoch, dice))
         self._show_plots(True)
-        self.dice_curve.setData(*map(list, zip(*self.dices)))
+        self._redraw(None)
+
+    def flush(self) -> None:
+        """Draw every value added so far now (at a run's end)."""
+        self._redraw.flush()
+
+    def _draw(self) -> None:
+        for curve, values in ((self.loss_curve, self.losses), (self.dice_curve, self.dices)):
+            if values:
+                curve.setData(*map(list, zip(*values)))

@@ -361,6 +361,7 @@ class TrainingWidget(QWidget):
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if not running:
+            self.plot.flush()
             self.worker = None
 
     def _on_progress(self, step) -> None:
