@@ -34,7 +34,7 @@ from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
 from .model_dims import model_for
 from .restart_offer import RestartOffer
 from .task_options import show_task_options
-from .trust_view import CHECKING, NO_CODE, TRUST_TEXT, TRUST_TIP, findings_html
+from .trust_view import CHECKING, TRUST_TEXT, TRUST_TIP, show_findings
 from .trust_view import trust_state as _trust_state
 from .trust_view import with_trust as _with_trust
 from .workers import report_error, start_engine, start_worker, warm_up_in_background
@@ -249,13 +249,7 @@ class InferenceWidget(QWidget):
         if bundle is not self.selected_bundle():
             return  # the user has chosen another model meanwhile
         self._trust_shown = (bundle, findings, remembered)
-        if not findings:
-            self.trust_label.setText(NO_CODE)
-            self.trust_check.setChecked(False)
-            return
-        self.trust_label.setText(findings_html(findings))
-        self.trust_check.setEnabled(True)
-        self.trust_check.setChecked(bundle.trusted or remembered)
+        show_findings(self.trust_label, self.trust_check, findings, bundle.trusted or remembered)
 
     def _show_channels(self, model) -> None:
         """One layer choice per input channel for models that take one image per channel (nnU-Net)."""

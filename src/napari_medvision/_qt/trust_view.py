@@ -25,6 +25,18 @@ def findings_html(findings: list[str]) -> str:
             "Tick Trust only if you trust where this bundle came from.")
 
 
+def show_findings(label, check, findings: list[str], ticked: bool) -> None:
+    """Show a bundle's trust findings in ``label`` and set the Trust tick ``check``: unticked and
+    disabled when it runs no code of its own, else enabled and ``ticked``."""
+    if not findings:
+        label.setText(NO_CODE)
+        check.setChecked(False)
+        return
+    label.setText(findings_html(findings))
+    check.setEnabled(True)
+    check.setChecked(ticked)
+
+
 def trust_state(bundle: Bundle) -> tuple[list[str], bool]:
     """(findings, whether trust is remembered for the bundle's present content), off the GUI thread."""
     findings = bundle.trust_findings()

@@ -19,7 +19,7 @@ from pathlib import Path
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QWidget
 
 from ..core.errors import MedvisionError, UntrustedCodeError
-from .trust_view import CHECKING, NO_CODE, TRUST_TEXT, TRUST_TIP, findings_html, trust_state, with_trust
+from .trust_view import CHECKING, TRUST_TEXT, TRUST_TIP, show_findings, trust_state, with_trust
 from .workers import report_error, start_worker
 
 log = logging.getLogger(__name__)
@@ -180,13 +180,7 @@ class BundleEngines(QWidget):
         entry.findings, entry.remembered = list(findings), remembered
         if entry is not self.selected():
             return  # another engine was chosen meanwhile
-        if not findings:
-            self.trust_label.setText(NO_CODE)
-            self.trust_check.setChecked(False)
-            return
-        self.trust_label.setText(findings_html(findings))
-        self.trust_check.setEnabled(True)
-        self.trust_check.setChecked(bool(entry.bundle.trusted) or remembered)
+        show_findings(self.trust_label, self.trust_check, findings, bool(entry.bundle.trusted) or remembered)
 
     # --- running ----------------------------------------------------------------------
     def job_options(self) -> dict:
