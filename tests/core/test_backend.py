@@ -245,3 +245,30 @@ def test_a_shared_array_is_written_once_and_read_only_on_the_other_side(tmp_path
     np.testing.assert_array_equal(back, image)   # a map made before stays valid
     transfer.remove_folder(tmp_path)
     assert not tmp_path.exists()
+
+
+def _long_slices_available() -> bool:
+    import threading
+
+    from napari_medvision.core.priority import request_long_slices, thread_scheduling
+
+    if thread_scheduling()["slice_ns"] is None:
+        return False
+    outcome = []
+    probe = threading.Thread(target=lambda: outcome.append(request_long_slices()))   # a thread that ends
+    probe.start()
+    probe.join()
+    return outcome == [True]
+
+
+@pytest.mark.skipif(not _long_slices_available(), reason="the kernel neither shows nor takes a task's time slice")
+def test_the_worker_computes_below_the_viewer_with_long_slices_and_the_viewer_keeps_its_own(worker):
+    import os
+
+    from napari_medvision.core.priority import NICE, WORKER_SLICE_MS, thread_scheduling
+
+    there = drive(worker.run("napari_medvision.core.priority:thread_scheduling"))
+    here = thread_scheduling()
+    assert there["nice"] == min(os.nice(0) + NICE, 19)
+    assert there["slice_ns"] == WORKER_SLICE_MS * 1_000_000
+    assert here["slice_ns"] != there["slice_ns"]

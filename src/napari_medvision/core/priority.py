@@ -15,13 +15,18 @@ with the run.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generator, TypeVar
 
 NICE = 5
+#: The time slice the compute worker asks for (ms; the kernel's default is 0.75-3 ms).
+WORKER_SLICE_MS = 20
+_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}   # syscall numbers (Linux)
 Y = TypeVar("Y")
 R = TypeVar("R")
 
@@ -72,3 +77,42 @@ def _lower_this_thread() -> int | None:
     except OSError:
         return None
     return before
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32), ("flags", ctypes.c_uint64),
+                ("nice", ctypes.c_int32), ("priority", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
+
+
+def request_long_slices(milliseconds: int = WORKER_SLICE_MS) -> bool:
+    """Ask the kernel for long time slices for the calling thread and the threads it starts later.
+
+    Linux's EEVDF scheduler (6.6+; a task's own slice request, 6.12+) lets a waking task with a
+    shorter slice preempt the running one at once. The viewer's drawing threads (with software
+    OpenGL: the GUI thread, Mesa's llvmpipe threads, the X server) wake, work a few ms and wait for
+    each other a dozen times per repaint; with the worker on every core at the default slice each
+    of those wake-ups could wait for a worker slice to end (a 40-70 ms repaint on 2 cores). With a
+    long slice the worker is preempted at every wake-up, and its share of the CPU (its nice level)
+    is unchanged. Elsewhere, or on older kernels, nothing changes. Returns whether the kernel took it.
+    """
+    number = _SCHED_SETATTR.get(platform.machine())
+    if not sys.platform.startswith("linux") or number is None:
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        attr = _SchedAttr(size=ctypes.sizeof(_SchedAttr), policy=os.SCHED_OTHER, nice=os.getpriority(
+            os.PRIO_PROCESS, threading.get_native_id()), runtime=milliseconds * 1_000_000)
+        return libc.syscall(number, 0, ctypes.byref(attr), 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def thread_scheduling() -> dict:
+    """The calling thread's nice level and time slice (ns; None where the kernel does not say)."""
+    tid = threading.get_native_id()
+    slice_ns = None
+    with contextlib.suppress(OSError):
+        with open(f"/proc/self/task/{tid}/sched") as stream:
+            slice_ns = next((int(line.split(":")[1]) for line in stream if line.startswith("se.slice")), None)
+    return {"nice": os.getpriority(os.PRIO_PROCESS, tid) if hasattr(os, "getpriority") else 0, "slice_ns": slice_ns}

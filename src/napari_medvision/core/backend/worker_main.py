@@ -96,14 +96,17 @@ def _use_environment(environment: dict) -> None:
 
 
 def _lower_priority() -> None:
-    """Below the viewer, for the whole process: threads started later (torch's) inherit it."""
-    from ..priority import NICE
+    """Below the viewer, for the whole process: threads started later (torch's, OpenVINO's) inherit
+    the nice level and the long time slices (:func:`~..priority.request_long_slices`)."""
+    from ..priority import NICE, request_long_slices
 
     if hasattr(os, "nice"):
         try:
             os.nice(NICE)
         except OSError:
             pass
+    if os.environ.get("MEDVISION_WORKER_SLICES", "long") != "default":
+        request_long_slices()
 
 
 def _warm_up(warm: tuple[str, ...]) -> None:
