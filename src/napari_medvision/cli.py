@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "class's scores resampled), not the fast label map (same labels off boundaries)")
     infer.add_argument("--score-threshold", type=fraction, help="lowest box score kept (detection)")
     add_batch_options(infer)
-    infer.set_defaults(run=cmd_infer, exit_at_once=True)
+    infer.set_defaults(run=cmd_infer, exit_at_once=True, defer_imports=True)
 
     train = commands.add_parser("train", help="regenerate a sample model from phantoms (reproducible)")
     train.add_argument("name", help="ct_organs_unet, ct_organs_unetr, lesion_classifier, nodule_detector, "
@@ -451,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     with _library_warnings_to_log():
         try:
-            code = args.run(args)
+            with _deferred_imports(args):
+                code = args.run(args)
         except MedvisionError as exc:
             print(f"error: {exc}", file=sys.stderr)
             code = 2
@@ -463,6 +464,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and getattr(args, "exit_at_once", False):
         _exit_now(code or 0)  # its outputs are written (atomically); tearing torch and MONAI down is seconds more
     return code
+
+
+def _deferred_imports(args):
+    """MONAI's optional packages a command does not use imported on first use (``defer_imports``)."""
+    if not getattr(args, "defer_imports", False):
+        return contextlib.nullcontext()
+    from .core.deferred_imports import deferred
+
+    return deferred()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,50 @@
+"""What a ``medvision infer`` process imports: not MONAI's optional packages a segmentation never uses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import SimpleITK as sitk
+
+from tests.conftest import make_image
+
+#: Imported by ``import monai`` when installed (MONAI's optional imports), used by no segmentation here.
+HEAVY = ("torchvision", "torch._dynamo", "pandas", "sklearn", "skimage", "huggingface_hub", "scipy.signal",
+         "scipy.ndimage")
+_RUN = f"""
+import json, sys
+from napari_medvision.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({{"code": code, "loaded": [name for name in {HEAVY!r} if name in sys.modules],
+                  "monai": "monai" in sys.modules}}))
+"""
+
+
+def test_infer_leaves_monais_unused_optional_packages_unimported_and_labels_equal(tmp_path):
+    from napari_medvision._cli_util import drive
+    from napari_medvision.core.backend import InProcessBackend
+    from napari_medvision.core.io import read_volume
+    from napari_medvision.core.models import find_model
+    from tests.bundles import unet_bundle
+
+    bundle = unet_bundle(tmp_path / "unet")
+    image = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(make_image(shape=(20, 40, 36), geometry="oblique"), str(image))
+    out = tmp_path / "seg.nii.gz"
+    done = subprocess.run([sys.executable, "-c", _RUN, "infer", "--model", str(bundle), "--input", str(image),
+                           "--output", str(out), "--device", "cpu", "--backend", "torch", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["code"] == 0 and record["monai"] and record["loaded"] == []
+
+    # the same labels as the engine run here, in this process (MONAI imported as usual)
+    engine = InProcessBackend().run_model(find_model(str(bundle)), read_volume(image), device="cpu",
+                                          backend="torch")
+    result = drive(engine, quiet=True)
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert written.shape == result.labels.array.shape and len(np.unique(written)) > 1
+    np.testing.assert_array_equal(written, result.labels.array)
