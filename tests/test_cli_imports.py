@@ -11,14 +11,17 @@ import SimpleITK as sitk
 
 from tests.conftest import make_image
 
-#: Imported by ``import monai`` when installed (MONAI's optional imports), used by no segmentation here.
+#: Imported by ``import monai`` when installed (MONAI's optional imports), used by no segmentation here
+#: (matplotlib's modules are in ``sys.modules``, their code not run: ``pending``).
 HEAVY = ("torchvision", "torch._dynamo", "pandas", "sklearn", "skimage", "huggingface_hub", "scipy.signal",
-         "scipy.ndimage")
+         "scipy.ndimage", "matplotlib", "matplotlib.pyplot")
 _RUN = f"""
 import json, sys
 from napari_medvision.cli import main
+from napari_medvision.core._lazy_modules import pending
 code = main(sys.argv[1:])
-print(json.dumps({{"code": code, "loaded": [name for name in {HEAVY!r} if name in sys.modules],
+ran = [name for name in {HEAVY!r} if name in sys.modules and not pending(sys.modules[name])]
+print(json.dumps({{"code": code, "loaded": ran,
                   "monai": "monai" in sys.modules}}))
 """
 

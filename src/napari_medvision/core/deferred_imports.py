@@ -23,8 +23,10 @@ files found without running it) and, when MONAI asks for a minimum version, that
 distribution's version passes MONAI's check; a package that is installed but fails to import, or
 lacks the attribute asked for, shows up as MONAI's ``OptionalImportError`` on first use instead of as
 a False flag at import time. Calls asking for a version of a package whose distribution version
-cannot be read without importing it, and calls with MONAI's ``as_type`` other than the default
-(placeholders used as base classes or decorators), are not deferred.
+cannot be read without importing it, calls with MONAI's ``as_type`` other than the default
+(placeholders used as base classes or decorators), and calls for a name that reads as an exception
+class (``except`` clauses take classes only; ``isinstance`` and base classes take stand-ins) are not
+deferred.
 """
 
 from __future__ import annotations
@@ -39,11 +41,16 @@ import threading
 import types
 from typing import Any, Iterator
 
+from . import _lazy_modules
+
 #: Packages MONAI imports at import time that a segmentation does not need (a name covers its
 #: subpackages). Measured on ``import monai`` (``python -X importtime``, two cores, load 2 to 3):
 #: torchvision ~1.1 s (it imports ``torch._dynamo``), scikit-learn ~0.4 s, ``scipy.ndimage`` ~0.4 s,
 #: ``scipy.signal`` ~0.3 s, pandas ~0.3 s, scikit-image ~0.3 s, huggingface_hub ~0.2 s.
 DEFERRED = ("torchvision", "matplotlib", "pandas", "sklearn", "scipy", "skimage", "huggingface_hub")
+#: Packages MONAI imports with a plain ``import`` at import time (``monai.utils.jupyter_utils``:
+#: matplotlib's ``pyplot``, ~0.5 s): their modules' code runs on first use (:mod:`._lazy_modules`).
+DEFERRED_MODULES = ("matplotlib",)
 #: Distribution names of import names that differ (their installed version is read from it).
 _DISTRIBUTIONS = {"sklearn": "scikit-learn", "skimage": "scikit-image"}
 _MONAI_MODULE = "monai.utils.module"
@@ -51,31 +58,40 @@ _ACTIVE: list[tuple[str, ...]] = []  # the packages of each open deferred() (inn
 _STATE_LOCK = threading.Lock()
 
 
-def deferred(packages: tuple[str, ...] = DEFERRED):
+def deferred(packages: tuple[str, ...] = DEFERRED, modules: tuple[str, ...] = DEFERRED_MODULES):
     """Context manager: MONAI, when first imported inside it, imports ``packages`` on first use.
 
     Process-wide while open (imports by other threads meanwhile are deferred too); calls made
-    after it closes import at once, as MONAI does.
+    after it closes import at once, as MONAI does. Nothing is deferred if MONAI was imported before.
 
     Args:
-        packages: import names; a name covers its subpackages (``"scipy.signal"``, ``"torchvision"``).
+        packages: import names of MONAI's ``optional_import`` calls to defer; a name covers its
+            subpackages (``"scipy"``, ``"torchvision"``).
+        modules: packages whose direct imports (``import matplotlib.pyplot``) are deferred too.
     """
-    return _Scope(tuple(packages))
+    return _Scope(tuple(packages), tuple(modules))
 
 
 class _Scope(contextlib.AbstractContextManager):
-    def __init__(self, packages: tuple[str, ...]):
-        self.packages = packages
+    def __init__(self, packages: tuple[str, ...], modules: tuple[str, ...]):
+        self.packages, self.modules = packages, modules
         self.finder = _MonaiFinder()
+        self.lazy = None
 
     def __enter__(self):
         with _STATE_LOCK:
             _ACTIVE.append(self.packages)
-            if _MONAI_MODULE not in sys.modules:
+            fresh = _MONAI_MODULE not in sys.modules
+            if fresh:
                 sys.meta_path.insert(0, self.finder)
+        if fresh and self.modules:
+            self.lazy = _lazy_modules.enable(self.modules)
         return self
 
     def __exit__(self, *exc_info):
+        if self.lazy is not None:
+            _lazy_modules.disable(self.lazy)
+            self.lazy = None
         with _STATE_LOCK:
             _ACTIVE.remove(self.packages)
             with contextlib.suppress(ValueError):
@@ -146,12 +162,17 @@ def _wrap(original):
         if not isinstance(module, str) or not _deferring(module) or request.get("as_type", "default") != "default":
             return original(*args, **kwargs)
         available = _available(module, request)
-        if available is None:
+        if available is None or (available and _exception_name(request.get("name") or "")):
             return original(*args, **kwargs)
         return DeferredImport(original, args, kwargs, module, request.get("name") or ""), available
 
     optional_import.__medvision_deferring__ = original
     return optional_import
+
+
+def _exception_name(name: str) -> bool:
+    """Whether ``name`` reads as an exception class: ``except`` takes no stand-in, so it is imported at once."""
+    return name.endswith(("Error", "Exception", "Warning", "Exit", "Interrupt"))
 
 
 def _available(module: str, request: dict) -> bool | None:
@@ -226,6 +247,12 @@ class DeferredImport:
 
     def __mro_entries__(self, bases):
         return (resolve(self),)
+
+    def __instancecheck__(self, instance) -> bool:  # isinstance(x, stand_in): the real class's answer
+        return isinstance(instance, resolve(self))
+
+    def __subclasscheck__(self, subclass) -> bool:
+        return issubclass(subclass, resolve(self))
 
     def __dir__(self):
         return dir(resolve(self))

@@ -17,6 +17,7 @@ import logging
 import os
 from pathlib import Path
 
+from ..deferred_imports import deferred
 from . import transfer
 from .base import resolve
 from .remote_errors import describe
@@ -39,7 +40,8 @@ def serve(connection, control, folder: str, warm: tuple[str, ...] = ENGINES) -> 
     """
     logging.basicConfig(level=logging.WARNING, format="medvision worker: %(levelname)s %(name)s: %(message)s")
     _lower_priority()
-    _warm_up(warm)
+    with deferred():  # MONAI's optional packages no job here uses are imported on first use
+        _warm_up(warm)
     connection.send(("ready", os.getpid()))
     while True:
         try:
