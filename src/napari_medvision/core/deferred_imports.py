@@ -4,7 +4,9 @@
 every MONAI submodule, and those import their optional packages at module level through MONAI's
 ``optional_import`` whenever the package is installed: torchvision (which imports ``torch._dynamo``),
 matplotlib, pandas, scikit-learn, ``scipy.signal``, scikit-image, huggingface_hub. A segmentation
-never touches them, yet they were about 1.5 to 2 s of a cold ``medvision infer`` (a third of it).
+never touches them, yet they were most of a cold ``medvision infer``'s imports: torch, MONAI's
+bundle and data packages and our engine took 3.6 to 4.2 s CPU as MONAI imports them, 1.5 to 1.8 s
+deferred (two cores, load ~4; ``benchmarks/imports.py``).
 
 Inside :func:`deferred`, while MONAI is first imported, MONAI's ``optional_import`` of a package in
 :data:`DEFERRED` returns a :class:`DeferredImport` (with MONAI's "available" flag) instead of the
