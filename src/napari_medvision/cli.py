@@ -6,7 +6,6 @@ User errors print one ``error: ...`` line on stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
@@ -28,6 +27,7 @@ from ._cli_batch import add_batch_options, cmd_infer_batch, wants_batch
 from ._cli_interact import add_interact_command
 from ._cli_dicom import add_dicom_commands, infer_dicom_reference, write_infer_result
 from ._cli_models import add_model_commands
+from ._cli_process import deferred_imports, exit_now, library_warnings_to_log
 from ._cli_rank import add_rank_command
 from ._cli_server import add_server_options, cmd_finetune_server, cmd_infer_server, cmd_models_server
 from ._cli_util import _warn
@@ -449,9 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
-    with _library_warnings_to_log():
+    with library_warnings_to_log():
         try:
-            with _deferred_imports(args):
+            with deferred_imports(args):
                 code = args.run(args)
         except MedvisionError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -459,50 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             if argv is None:
-                _exit_now(130)
+                exit_now(130)
             return 130
     if argv is None and getattr(args, "exit_at_once", False):
-        _exit_now(code or 0)  # its outputs are written (atomically); tearing torch and MONAI down is seconds more
+        exit_now(code or 0)  # its outputs are written (atomically); tearing torch and MONAI down is seconds more
     return code
-
-
-def _deferred_imports(args):
-    """MONAI's optional packages a command does not use imported on first use (``defer_imports``)."""
-    if not getattr(args, "defer_imports", False):
-        return contextlib.nullcontext()
-    from .core.deferred_imports import deferred
-
-    return deferred()
-
-
-@contextlib.contextmanager
-def _library_warnings_to_log():
-    """Python warnings through logging (``py.warnings``, a WARNING hidden unless -v); ITK's display off."""
-    import SimpleITK as sitk
-
-    itk_before = sitk.ProcessObject_GetGlobalWarningDisplay()
-    logging.captureWarnings(True)
-    sitk.ProcessObject_SetGlobalWarningDisplay(False)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject_SetGlobalWarningDisplay(itk_before)
-        logging.captureWarnings(False)
-
-
-def _exit_now(code: int) -> None:
-    """Leave the process at once (after an interrupt, or once ``infer`` wrote its outputs), flushed.
-
-    A normal interpreter exit tears down torch and MONAI: 2-13 s on a loaded CPU (measured here, also
-    after ``import torch, monai`` alone), and it aborts if a sliding-window thread is still in a window.
-    Every write is atomic, so nothing is left half-written by skipping the teardown.
-    """
-    import os
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
 
 
 if __name__ == "__main__":
