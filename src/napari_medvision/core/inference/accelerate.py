@@ -6,7 +6,8 @@
 
 The torch network stays the reference; an exported network is only used for
 fixed-size sliding windows, and any failure to export or compile falls back to
-torch with a note. Exports are cached under ``~/.cache/napari-medvision/onnx``.
+torch with a note. Exports are cached under ``onnx`` in the user cache folder (``$MEDVISION_CACHE`` or
+``~/.napari-medvision/cache``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..models.registry import cache_folder
 
 log = logging.getLogger(__name__)
 BACKENDS = ("torch", "openvino", "onnxruntime")
 #: What ``--backend`` accepts: a backend, or ``auto`` (see :mod:`.backend_choice`).
 CHOICES = ("auto", *BACKENDS)
-CACHE_DIR = Path(os.environ.get("MEDVISION_CACHE", Path.home() / ".cache" / "napari-medvision")) / "onnx"
+CACHE_DIR = cache_folder() / "onnx"
 _COMPILED: dict[tuple, "ExportedNetwork"] = {}
 _CONVERTED: "weakref.WeakKeyDictionary[torch.nn.Module, torch.memory_format | None]" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()

@@ -4,7 +4,7 @@ The first run of a network on a window shape measures, on this machine, one batc
 torch (channels-last, our CPU default) and in each installed engine (OpenVINO, then ONNX Runtime),
 after checking that the engine gives torch's output; an engine is chosen only when it is at least
 :data:`MIN_GAIN` times faster (a batch torch runs in under :data:`MIN_TORCH_S` is left to torch:
-no export could pay for itself). The verdict is kept in ``~/.cache/napari-medvision/backends.json``,
+no export could pay for itself). The verdict is kept in ``backends.json`` in the user cache folder (``$MEDVISION_CACHE`` or ``~/.napari-medvision/cache``),
 keyed by the network's content (bundle, weights' size and time), the batch shape and the machine
 (CPU, core count, library versions), so later runs, and later processes, decide without measuring.
 """
@@ -25,6 +25,7 @@ import torch
 
 from .._atomic import write_json_atomic
 from ..errors import ModelError
+from ..models.registry import cache_folder
 from .accelerate import accelerated, channels_last
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,7 @@ def _cpu_model() -> str:
 def _verdicts_path() -> Path:
     if VERDICTS is not None:
         return VERDICTS
-    root = os.environ.get("MEDVISION_CACHE") or str(Path.home() / ".cache" / "napari-medvision")
-    return Path(root) / "backends.json"
+    return cache_folder() / "backends.json"
 
 
 def _read() -> dict:
