@@ -55,7 +55,7 @@ class RandomWalkEngine(InteractiveEngine):
             offset = np.array([s.start for s in crop])
             mask = self._segment_crop(image[crop], spacing_zyx, positive - offset, prompts.negative - offset,
                                       None if prompts.box is None else prompts.box - offset,
-                                      models)
+                                      models, _open_sides(crop, image.shape))
             grown = grow_crop(crop, mask, image.shape, spacing_zyx) if prompts.box is None else None
             if grown is None or attempt == self.regrow:
                 break
@@ -64,27 +64,33 @@ class RandomWalkEngine(InteractiveEngine):
         full[crop] = mask
         return full
 
-    def _segment_crop(self, block, spacing_zyx, positive, negative, box, models) -> np.ndarray:
+    def _segment_crop(self, block, spacing_zyx, positive, negative, box, models, open_sides) -> np.ndarray:
         """0/1 mask on the crop ``block`` (clicks in crop indices; negatives outside it are ignored)."""
         inside = np.all((negative >= 0) & (negative < block.shape), axis=1)
         negative = negative[inside]
         factor = _working_factor(block.shape, spacing_zyx)
         work_shape = tuple(max(1, int(round(n / f))) for n, f in zip(block.shape, factor))
-        sigma = np.maximum(factor / 2, 0.6) * (np.asarray(block.shape) > 1)
+        sigma = _smoothing(factor, spacing_zyx) * (np.asarray(block.shape) > 1)
         work = resize(ndimage.gaussian_filter(block.astype(np.float32), sigma), work_shape, order=1,
                       anti_aliasing=False, preserve_range=True)
         scale = (np.asarray(work_shape) - 1) / np.maximum(np.asarray(block.shape) - 1, 1)
         to_work = lambda points: np.rint(np.asarray(points) * scale).astype(int).reshape(-1, 3)  # noqa: E731
         spread = float(np.median([s for _, s in models]))
         data = np.clip((work - models[0][0]) / spread, -CLIP_SPREADS, CLIP_SPREADS)
-        seeds = self._seeds(work_shape, spacing_zyx / scale.clip(1e-6), to_work(positive), to_work(negative),
-                            None if box is None else to_work(box))
-        prior = _prior(work, models)
         work_spacing = spacing_zyx / scale.clip(1e-6)
-        reach = max(CLICK_REACH_MM, 1.5 * float(spacing_zyx[1:].max()))
+        seeds = self._seeds(work_shape, work_spacing, to_work(positive), to_work(negative),
+                            None if box is None else to_work(box), open_sides)
+        prior = _prior(work, models)
+        unlike = np.array([p for p in negative if not _alike(block[tuple(p)], models)]).reshape(-1, 3)
+        sides = seeds == 2
+        sides[tuple(to_work(negative).T)] = False
+        prior = np.minimum(prior, _relative_prior(work, to_work(positive), to_work(unlike), sides, models,
+                                                  work_spacing))
         if len(positive) > 1:
+            reach = _reach(positive[1:], negative, spacing_zyx)
             prior = np.maximum(prior, _near(work_shape, work_spacing, to_work(positive[1:]), reach))
         if len(negative):
+            reach = _reach(negative, positive, spacing_zyx)
             prior = prior * (1.0 - _near(work_shape, work_spacing, to_work(negative), reach))
             alike = [p for p in negative if _alike(block[tuple(p)], models)]
             if alike:
@@ -95,12 +101,18 @@ class RandomWalkEngine(InteractiveEngine):
             mask[tuple(points.T)] = value
         return _clean(mask, positive)
 
-    def _seeds(self, shape, spacing, positive, negative, box) -> np.ndarray:
-        """Walker labels on the working grid: 1 structure, 2 background, 0 unknown."""
+    def _seeds(self, shape, spacing, positive, negative, box, open_sides) -> np.ndarray:
+        """Walker labels on the working grid: 1 structure, 2 background, 0 unknown.
+
+        The crop's sides inside the image are background; a side on the image's edge is not (a
+        structure cut by the field of view, or filling a small image, reaches it).
+        """
         seeds = np.zeros(shape, np.uint8)
-        border = np.ones(shape, bool)
-        border[tuple(slice(1, -1) if n > 2 else slice(0, 0) for n in shape)] = False
-        seeds[border] = 2
+        for axis, (low, high) in enumerate(open_sides):
+            if shape[axis] > 2:
+                for side, is_open in ((0, low), (-1, high)):
+                    if is_open:
+                        seeds[(slice(None),) * axis + (side,)] = 2
         if box is not None:
             outside = np.ones(shape, bool)
             outside[tuple(slice(a, b + 1) for a, b in zip(box[0], box[1]))] = False
@@ -110,6 +122,55 @@ class RandomWalkEngine(InteractiveEngine):
         for point in positive:
             seeds[tuple(point)] = 1
         return seeds
+
+
+def _open_sides(crop, shape) -> list[tuple[bool, bool]]:
+    """Per axis, whether the crop's low and high sides lie inside the image (not on its edge)."""
+    return [(s.start > 0, s.stop < n) for s, n in zip(crop, shape)]
+
+
+def _smoothing(factor, spacing_zyx) -> np.ndarray:
+    """Gaussian sigma (voxels) before down-sampling: half the factor, and at least 0.6 of the finest
+    spacing in mm (a thick slice is not blurred into its neighbours)."""
+    spacing_zyx = np.asarray(spacing_zyx, float)
+    least = 0.6 * float(spacing_zyx.min()) / spacing_zyx
+    return np.maximum(factor / 2, least)
+
+
+def _relative_prior(work, positive, negative, sides, models, spacing) -> np.ndarray:
+    """``f / (f + b)`` per working voxel: ``f`` the intensity density of the structure (near the
+    positive clicks), ``b`` that of the background (the crop's open sides and near the ``negative``
+    clicks, those that do not look like the structure: a look-alike is told apart by position).
+
+    The absolute prior (:func:`_prior`) calls every tissue within a few spreads of a click "alike": a
+    lesion a spread brighter than its organ then leaks into the whole organ. Set against the
+    background's own intensities, the organ is less likely structure than the lesion is.
+    """
+    spread = float(np.median([s for _, s in models]))
+    background = [work[sides]] + [_ball(work, p, spacing) for p in negative]
+    background = [b for b in background if b.size]
+    if not background:
+        return np.ones(work.shape)
+    background = np.concatenate(background)
+    foreground = np.concatenate([_ball(work, p, spacing) for p in positive])
+    lo, hi = float(work.min()) - 3 * spread, float(work.max()) + 3 * spread
+    width = spread / 4
+    edges = np.arange(lo, hi + width, width)
+    density = []
+    for values in (foreground, background):
+        counts, _ = np.histogram(values, edges)
+        smooth = ndimage.gaussian_filter1d(counts.astype(float), 4.0, mode="constant")
+        density.append(smooth / max(smooth.sum(), 1e-12) + 1e-4 / len(counts))
+    ratio = density[0] / (density[0] + density[1])
+    where = np.clip(np.digitize(work, edges) - 1, 0, len(ratio) - 1)
+    return ratio[where]
+
+
+def _ball(work, point, spacing, radius_mm: float = 3.0) -> np.ndarray:
+    """Working-grid values within ``radius_mm`` of ``point`` (at least the voxel itself)."""
+    reach = np.floor(radius_mm / np.asarray(spacing) + 1e-6).astype(int)
+    lo, hi = np.maximum(point - reach, 0), np.minimum(point + reach + 1, work.shape)
+    return work[tuple(slice(a, b) for a, b in zip(lo, hi))].ravel()
 
 
 def _click_models(image, positive, spacing_zyx) -> list[tuple[float, float]]:
@@ -138,15 +199,32 @@ def _prior(work, models) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(2.0 * (near - ALIKE_SPREADS)))
 
 
-def _near(shape, spacing, points, reach_mm: float) -> np.ndarray:
-    """``exp(-(d / reach)^2)``, ``d`` the distance (mm) of each voxel to the nearest of ``points``.
+def _near(shape, spacing, points, reach_mm) -> np.ndarray:
+    """``max_i exp(-(d_i / reach_i)^2)``, ``d_i`` the distance (mm) of each voxel to ``points[i]``.
 
     Later clicks mostly fix thin errors at the border, where the intensity prior is unsure: each
     click makes its own neighbourhood structure (+) or background (-), within a short reach.
     """
     grid = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij"), -1)
-    nearest = np.min([np.sum((grid - p * spacing) ** 2, axis=-1) for p in points], axis=0)
-    return np.exp(-nearest / reach_mm ** 2)
+    reach_mm = np.broadcast_to(np.asarray(reach_mm, float), (len(points),))
+    return np.max([np.exp(-np.sum((grid - p * spacing) ** 2, axis=-1) / r ** 2)
+                   for p, r in zip(points, reach_mm)], axis=0)
+
+
+def _reach(points, others, spacing_zyx) -> np.ndarray:
+    """Reach (mm) of each click in ``points``: :data:`CLICK_REACH_MM`, but at most half the way to
+    the nearest click of the other sign in ``others`` (and at least one in-plane voxel).
+
+    A correction next to a click of the other sign (a thin error at a small lesion's border, one
+    thick slice away) must not undo that click: with a fixed reach, one negative click at the border
+    of a 7 mm lesion wiped the whole lesion out.
+    """
+    floor = float(spacing_zyx[1:].min())
+    reach = np.full(len(points), max(CLICK_REACH_MM, floor))
+    if len(others):
+        gaps = np.sqrt((((points[:, None, :] - others[None, :, :]) * spacing_zyx) ** 2).sum(-1))
+        reach = np.minimum(reach, np.maximum(gaps.min(1) / 2, floor))
+    return reach
 
 
 def _alike(value, models) -> bool:
