@@ -2,14 +2,17 @@
 
 How one call works (every step on the crop only):
 
-1. Intensity model per positive click: median and robust spread of the voxels around it
-   (at least the image's noise level), so a structure of several tissues gets a model per part.
+1. Intensity model: median and robust spread of the voxels around the first positive click (at
+   least the image's noise level), plus one for each later positive click that looks like no model
+   so far (a second tissue of the structure, or a partial-volume voxel at its border).
 2. Crop: around the clicks, as far as the tissue stays alike (:mod:`.crop`); when the result touches
    a side of the crop, that side grows and the call runs again (at most ``regrow`` times).
 3. Working grid: the crop smoothed and resampled to at most :data:`WORK_VOXELS` voxels.
-4. Seeds: the positive clicks (structure); the negative clicks and the crop's border (background).
-   Prior: how alike each voxel is to the nearest click model (a logistic of the distance in spreads,
-   one half at :data:`ALIKE_SPREADS`); later clicks pull their neighbourhood to their side.
+4. Seeds: the first click and its alike neighbours (structure), the other positive clicks; the
+   negative clicks and the crop's sides that lie inside the image (background).
+   Prior: the structure's intensity density against the background's (the crop's sides and the
+   negative clicks), ``f / (f + b)``; a later click's own model holds only near it; each click also
+   pulls its neighbourhood to its side, at most half the way to the nearest click of the other sign.
 5. :func:`.walker.walk_with_prior`: the boundary falls where the image changes most between the seeds.
 6. The probability, back on the crop's grid, over 0.5; holes filled, only the pieces that hold a
    positive click kept.
@@ -30,9 +33,10 @@ from .walker import walk_with_prior
 WORK_VOXELS = 40 ** 3
 #: Distance from a click model, in spreads, at which a voxel is as likely structure as not.
 ALIKE_SPREADS = 2.5
-#: Intensities are clipped to this many spreads: beyond it, every tissue is just "not alike".
-CLIP_SPREADS = 6.0
-#: How far (mm) a later click pushes the prior towards its own side (at least 1.5 voxels).
+#: Intensities are clipped to this many spreads for the edges: far enough that a blurred boundary
+#: to a very different tissue (a lung nodule, -850 HU around it) keeps its gradient out to half-way.
+CLIP_SPREADS = 24.0
+#: How far (mm) a later click pushes the prior towards its own side (see :func:`_reach`).
 CLICK_REACH_MM = 6.0
 
 
@@ -50,7 +54,7 @@ class RandomWalkEngine(InteractiveEngine):
         spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
         positive = prompts.positive if len(prompts.positive) else _box_centre(prompts)
         models = _click_models(image, positive, spacing_zyx)
-        crop = choose_crop(image, spacing_zyx, Prompts(positive, prompts.negative, prompts.box), *models[0])
+        crop = choose_crop(image, spacing_zyx, Prompts(positive, prompts.negative, prompts.box), *models[0][0])
         for attempt in range(1 + self.regrow):
             offset = np.array([s.start for s in crop])
             mask = self._segment_crop(image[crop], spacing_zyx, positive - offset, prompts.negative - offset,
@@ -64,8 +68,9 @@ class RandomWalkEngine(InteractiveEngine):
         full[crop] = mask
         return full
 
-    def _segment_crop(self, block, spacing_zyx, positive, negative, box, models, open_sides) -> np.ndarray:
+    def _segment_crop(self, block, spacing_zyx, positive, negative, box, click_models, open_sides) -> np.ndarray:
         """0/1 mask on the crop ``block`` (clicks in crop indices; negatives outside it are ignored)."""
+        models, points = [m for m, _ in click_models], positive[[i for _, i in click_models]]
         inside = np.all((negative >= 0) & (negative < block.shape), axis=1)
         negative = negative[inside]
         factor = _working_factor(block.shape, spacing_zyx)
@@ -80,19 +85,21 @@ class RandomWalkEngine(InteractiveEngine):
         work_spacing = spacing_zyx / scale.clip(1e-6)
         seeds = self._seeds(work_shape, work_spacing, to_work(positive), to_work(negative),
                             None if box is None else to_work(box), open_sides)
-        prior = _prior(work, models)
-        unlike = np.array([p for p in negative if not _alike(block[tuple(p)], models)]).reshape(-1, 3)
         sides = seeds == 2
         sides[tuple(to_work(negative).T)] = False
-        prior = np.minimum(prior, _relative_prior(work, to_work(positive), to_work(unlike), sides, models,
-                                                  work_spacing))
+        _grow_first_seed(seeds, work, to_work(positive[:1])[0], models[0])
+        unlike = np.array([p for p in negative if not _alike(block[tuple(p)], models[:1])]).reshape(-1, 3)
+        prior = _relative_prior(work, to_work(positive[:1]), to_work(unlike), sides, models[:1], work_spacing)
+        for model, point, reach in zip(models[1:], points[1:], _model_reach(points, negative, spacing_zyx)):
+            local = _relative_prior(work, to_work(point), to_work(unlike), sides, [model], work_spacing)
+            prior = np.maximum(prior, local * _near(work_shape, work_spacing, to_work(point), reach))
         if len(positive) > 1:
             reach = _reach(positive[1:], negative, spacing_zyx)
             prior = np.maximum(prior, _near(work_shape, work_spacing, to_work(positive[1:]), reach))
         if len(negative):
             reach = _reach(negative, positive, spacing_zyx)
             prior = prior * (1.0 - _near(work_shape, work_spacing, to_work(negative), reach))
-            alike = [p for p in negative if _alike(block[tuple(p)], models)]
+            alike = [p for p in negative if _alike(block[tuple(p)], models[:1])]
             if alike:
                 prior = prior * _nearer_positive(work_shape, work_spacing, to_work(positive), to_work(alike))
         probability = walk_with_prior(data, seeds, prior, beta=self.beta, gamma=self.gamma)
@@ -124,6 +131,20 @@ class RandomWalkEngine(InteractiveEngine):
         return seeds
 
 
+def _grow_first_seed(seeds, work, point, model) -> None:
+    """Make the first click's 6-neighbours structure seeds where they look like it (within
+    :data:`ALIKE_SPREADS`): a one-voxel seed loses against the crop's sides (the walker's small-seed
+    bias) and a small lesion came out as a few voxels."""
+    centre, spread = model
+    for axis in range(3):
+        for step in (-1, 1):
+            neighbour = point.copy()
+            neighbour[axis] += step
+            if 0 <= neighbour[axis] < work.shape[axis] and seeds[tuple(neighbour)] == 0 \
+                    and abs(work[tuple(neighbour)] - centre) <= ALIKE_SPREADS * spread:
+                seeds[tuple(neighbour)] = 1
+
+
 def _open_sides(crop, shape) -> list[tuple[bool, bool]]:
     """Per axis, whether the crop's low and high sides lie inside the image (not on its edge)."""
     return [(s.start > 0, s.stop < n) for s, n in zip(crop, shape)]
@@ -139,18 +160,19 @@ def _smoothing(factor, spacing_zyx) -> np.ndarray:
 
 def _relative_prior(work, positive, negative, sides, models, spacing) -> np.ndarray:
     """``f / (f + b)`` per working voxel: ``f`` the intensity density of the structure (near the
-    positive clicks), ``b`` that of the background (the crop's open sides and near the ``negative``
+    ``positive`` clicks of ``models``), ``b`` that of the background (the crop's open sides and near the ``negative``
     clicks, those that do not look like the structure: a look-alike is told apart by position).
 
-    The absolute prior (:func:`_prior`) calls every tissue within a few spreads of a click "alike": a
-    lesion a spread brighter than its organ then leaks into the whole organ. Set against the
-    background's own intensities, the organ is less likely structure than the lesion is.
+    A prior that calls every tissue within a few spreads of a click "alike" lets a lesion a spread
+    brighter than its organ leak into the whole organ, and cuts a blurred boundary at the core; set
+    against the background's own intensities, the organ is less likely structure than the lesion, and
+    a voxel half-way to a very different tissue is undecided (the edges place the boundary).
     """
     spread = float(np.median([s for _, s in models]))
-    background = [work[sides]] + [_ball(work, p, spacing) for p in negative]
+    background = [work[sides]] + [work[tuple(p)].reshape(1) for p in negative]
     background = [b for b in background if b.size]
     if not background:
-        return np.ones(work.shape)
+        return _prior(work, models)
     background = np.concatenate(background)
     foreground = np.concatenate([_ball(work, p, spacing) for p in positive])
     lo, hi = float(work.min()) - 3 * spread, float(work.max()) + 3 * spread
@@ -173,27 +195,26 @@ def _ball(work, point, spacing, radius_mm: float = 3.0) -> np.ndarray:
     return work[tuple(slice(a, b) for a, b in zip(lo, hi))].ravel()
 
 
-def _click_models(image, positive, spacing_zyx) -> list[tuple[float, float]]:
-    """``(centre, spread)`` per tissue of the structure: the first click's, plus one for each later
-    positive click whose voxel does not look like any model so far (spread at most the first's).
+def _click_models(image, positive, spacing_zyx) -> list[tuple[tuple[float, float], int]]:
+    """``((centre, spread), click)`` per tissue of the structure: the first click's, plus one for each
+    later positive click (its index in ``positive``) whose voxel looks like no model so far (spread
+    at most the first's).
 
-    A later click near the border lands on partial-volume voxels: a model of its own, with the wide
-    spread of a mixed neighbourhood, would let the structure leak into its neighbours.
+    A later click near the border lands on partial-volume voxels, and one in a second tissue of a
+    tumour on a tissue its neighbours may share: such a model holds only near its own click.
     """
-    models = [click_statistics(image, positive[0][None], spacing_zyx)]
-    for point in positive[1:]:
+    models = [(click_statistics(image, positive[0][None], spacing_zyx), 0)]
+    for index, point in enumerate(positive[1:], 1):
         value = float(image[tuple(point)])
-        if min(abs(value - c) / s for c, s in models) > ALIKE_SPREADS:
+        if min(abs(value - c) / s for (c, s), _ in models) > ALIKE_SPREADS:
             centre, spread = click_statistics(image, point[None], spacing_zyx)
-            models.append((centre, min(spread, models[0][1])))
+            models.append(((centre, min(spread, models[0][0][1])), index))
     return models
 
 
 def _prior(work, models) -> np.ndarray:
-    """Likelihood in [0, 1] that each working voxel is structure, from the click models.
-
-    Negative clicks get no intensity model: the simulated user (and a real one) puts many of them
-    on partial-volume voxels at the border, whose model would cut the structure's own edge away.
+    """Likelihood in [0, 1] that each working voxel is structure, from the click models alone: the
+    prior when there is no background to compare with (the crop is the whole image, no negative click).
     """
     near = np.min([np.abs(work - c) / s for c, s in models], axis=0)
     return 1.0 / (1.0 + np.exp(2.0 * (near - ALIKE_SPREADS)))
@@ -224,6 +245,19 @@ def _reach(points, others, spacing_zyx) -> np.ndarray:
     if len(others):
         gaps = np.sqrt((((points[:, None, :] - others[None, :, :]) * spacing_zyx) ** 2).sum(-1))
         reach = np.minimum(reach, np.maximum(gaps.min(1) / 2, floor))
+    return reach
+
+
+def _model_reach(points, negative, spacing_zyx) -> np.ndarray:
+    """Reach (mm) of the intensity model of each later click in ``points`` (the first one's is global):
+    its distance to the first click (at least twice :data:`CLICK_REACH_MM`): the structure reaches at
+    least that far; but at most half the way to the nearest negative click.
+    """
+    first = np.sqrt((((points[1:] - points[0]) * spacing_zyx) ** 2).sum(-1))
+    reach = np.maximum(first, 2 * CLICK_REACH_MM)
+    if len(negative):
+        gaps = np.sqrt((((points[1:, None, :] - negative[None, :, :]) * spacing_zyx) ** 2).sum(-1))
+        reach = np.minimum(reach, np.maximum(gaps.min(1) / 2, float(spacing_zyx[1:].min())))
     return reach
 
 
