@@ -17,9 +17,9 @@ def available_engines() -> dict[str, InteractiveEngine]:
     """Every engine, by name, best first (the first that fits an image is its default).
 
     The model-free random walker fits every image and comes first: measured with the simulated user
-    (``benchmarks/interactive.py``), the shipped click-conditioned U-Net (3D images only) is better
-    on the real tumours after 3 clicks but worse on the phantom organs, and neither reaches the
-    NoC@85 goal on real scans, so it is chosen by name (``--model interactive_unet``, the dock's
+    (``benchmarks/interactive.py``), it beats the shipped click-conditioned U-Net (3D images only)
+    on the real tumours and on the phantom organs and lesions alike, though neither reaches the
+    NoC@85 goal on real scans; the U-Net is chosen by name (``--model interactive_unet``, the dock's
     engine list) until a better-trained one beats the walker; moving it first makes it the default
     for 3D images (the walker stays the fallback for 2D images and a missing model).
     """
