@@ -50,3 +50,18 @@ class Coalesced(Generic[T]):
         if pending is not _NOTHING:
             self._apply(pending)
             self._timer.start()
+
+
+def set_progress(bar, value: int, maximum: int | None = None, text: str | None = None) -> None:
+    """Set a QProgressBar without its own immediate repaint: ``setValue`` repaints the bar at once
+    (a whole-window composition of its own with software OpenGL); this schedules it with the
+    window's next repaint instead, together with whatever else changed (a plot, a status line)."""
+    bar.setUpdatesEnabled(False)
+    try:
+        if maximum is not None:
+            bar.setMaximum(maximum)
+        bar.setValue(value)
+        if text is not None:
+            bar.setFormat(text)
+    finally:
+        bar.setUpdatesEnabled(True)   # schedules an ordinary update()

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 from ..core.backend import shared_backend
 from ..core.errors import MedvisionError, UntrustedCodeError
 from ..core.models import Bundle, list_models, load_model
-from .coalesce import Coalesced
+from .coalesce import Coalesced, set_progress
 from .compute_target import ComputeTarget
 from .._napari.layers import layer_volume
 from .._napari.results import boxes_layer, heatmap_layer, segmentation_layers
@@ -339,9 +339,7 @@ class InferenceWidget(QWidget):
         self._show_progress(step)   # a few repaints a second, not one per window (see .coalesce)
 
     def _paint_progress(self, step) -> None:
-        self.progress.setMaximum(max(step.total, 1))
-        self.progress.setValue(step.done)
-        self.progress.setFormat(f"{step.message}: %p%")
+        set_progress(self.progress, step.done, max(step.total, 1), f"{step.message}: %p%")
 
     def _on_error(self, exc: Exception, bundle: Bundle) -> None:
         self.status.setText("failed: no layer was changed")

@@ -53,6 +53,9 @@ class LossPlot(QWidget):
         self.dice_curve = self.dice_axis.plot(pen=pg.mkPen(DICE_COLOUR, width=2), symbol="o", symbolSize=6,
                                               symbolBrush=DICE_COLOUR, symbolPen=None)
         self._redraw = Coalesced(lambda _: self._draw(), parent=self)
+        #: Called before every (coalesced) redraw: a dock updates its progress bar there, so that the
+        #: bar and the plot repaint together, once, rather than in two repaints.
+        self.before_draw = None
         self.clear()
 
     def clear(self) -> None:
@@ -85,6 +88,8 @@ class LossPlot(QWidget):
         self._redraw.flush()
 
     def _draw(self) -> None:
+        if self.before_draw is not None:
+            self.before_draw()
         for curve, values in ((self.loss_curve, self.losses), (self.dice_curve, self.dices)):
             if values:
                 curve.setData(*map(list, zip(*values)))

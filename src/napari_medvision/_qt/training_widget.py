@@ -34,6 +34,7 @@ from ..core.training.finetune import FinetuneSettings
 from ..core.training.versions import VersionStore
 from .._napari.layers import image_layer_data, labels_layer_data, layer_volume
 from .._napari.results import MODEL_OUTPUT_KEY
+from .coalesce import set_progress
 from .compute_target import ComputeTarget
 from .label_next import LabelNextPanel
 from .loss_plot import LossPlot
@@ -97,6 +98,8 @@ class TrainingWidget(QWidget):
         self.status.setWordWrap(True)
         self.restart_offer = RestartOffer(self)
         self.plot = LossPlot()
+        self._step = None   # the latest training step, shown with the plot's next redraw
+        self.plot.before_draw = self._paint_progress   # bar and plot repaint together
         self.version_list = QListWidget()
         self.use_button, self.rollback_button = QPushButton("Use"), QPushButton("Roll back")
         self.compare_button, self.delete_button = QPushButton("Compare two"), QPushButton("Delete")
@@ -368,13 +371,17 @@ class TrainingWidget(QWidget):
         if isinstance(step, str):
             self.status.setText(step)
             return
-        self.progress.setMaximum(step.max_epochs * step.steps)
-        self.progress.setValue((step.epoch - 1) * step.steps + step.step)
+        self._step = step
         if step.val_dice is not None:
             self.plot.add_dice(step.epoch, step.val_dice)
             self.status.setText(f"epoch {step.epoch}: validation Dice {step.val_dice:.3f}")
         else:
             self.plot.add_loss(step.epoch - 1 + step.step / step.steps, step.loss)
+
+    def _paint_progress(self) -> None:
+        step = self._step
+        if step is not None:
+            set_progress(self.progress, (step.epoch - 1) * step.steps + step.step, step.max_epochs * step.steps)
 
     def _on_finished(self, result) -> None:
         self.refresh_versions()

@@ -24,6 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Generator, TypeVar
 
 NICE = 5
+#: The compute worker process's nice level above the viewer's (``$MEDVISION_WORKER_NICE`` overrides it).
+#: Measured (benchmarks/responsiveness.py, quiet 2 cores): 10 gives the same GUI stalls as 5 but the
+#: warm run beside a CPU-bound program becomes 1.17x in-process (goal <= 1.1x): 5 it is.
+WORKER_NICE = NICE
 #: The time slice the compute worker asks for (ms; the kernel's default is 0.75-3 ms).
 WORKER_SLICE_MS = 20
 _SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}   # syscall numbers (Linux)

@@ -100,11 +100,11 @@ def _use_environment(environment: dict) -> None:
 def _lower_priority() -> None:
     """Below the viewer, for the whole process: threads started later (torch's, OpenVINO's) inherit
     the nice level and the long time slices (:func:`~..priority.request_long_slices`)."""
-    from ..priority import NICE, request_long_slices
+    from ..priority import WORKER_NICE, request_long_slices
 
     if hasattr(os, "nice"):
         try:
-            os.nice(NICE)
+            os.nice(int(os.environ.get("MEDVISION_WORKER_NICE", WORKER_NICE)))
         except OSError:
             pass
     if os.environ.get("MEDVISION_WORKER_SLICES", "long") != "default":
