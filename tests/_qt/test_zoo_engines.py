@@ -45,6 +45,11 @@ def test_an_added_deepedit_bundle_needs_the_trust_tick_then_runs_in_the_worker(m
     assert widget.engine_combo.currentText() == f"probe ({KINDS['deepedit']})"
     engines = widget.bundle_engines
     assert [engines.label_combo.itemText(i) for i in range(engines.label_combo.count())] == ["organ"]
+    assert not engines.label_caption.isHidden()
+    widget.engine_combo.setCurrentIndex(0)                       # a built-in engine: no label row at all
+    assert engines.label_caption.isHidden() and engines.label_combo.isHidden()
+    widget.engine_combo.setCurrentIndex(builtin)
+    assert not engines.label_caption.isHidden() and engines.label_combo.count() == 1
     qtbot.waitUntil(lambda: engines.trust_check.isEnabled(), timeout=60_000)
     assert "scripts.transforms" in engines.trust_label.text() and not engines.trust_check.isChecked()
     assert engines.trust_check.text() == TRUST_TEXT

@@ -104,6 +104,7 @@ class BundleEngines(QWidget):
         self.add_button = QPushButton("Add bundle…")
         self.add_button.setToolTip("a DeepEdit- or VISTA3D-style Model Zoo bundle, or a version of the click model")
         self.label_combo = QComboBox()
+        self.label_caption = QLabel("Clicks are for")
         self.trust_label = QLabel()
         self.trust_label.setWordWrap(True)
         self.trust_check = QCheckBox(TRUST_TEXT)
@@ -112,7 +113,7 @@ class BundleEngines(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow(self.add_button)
-        form.addRow("Clicks are for", self.label_combo)
+        form.addRow(self.label_caption, self.label_combo)
         form.addRow(self.trust_label)
         form.addRow(self.trust_check)
         self._form = form
@@ -156,10 +157,8 @@ class BundleEngines(QWidget):
     def _show(self) -> None:
         entry = self.selected()
         deepedit = entry is not None and entry.kind == "deepedit"
-        if hasattr(self._form, "setRowVisible"):   # Qt >= 6.4: the row with its caption
-            self._form.setRowVisible(self.label_combo, deepedit)
-        else:
-            self.label_combo.setVisible(deepedit)
+        self.label_caption.setVisible(deepedit)   # the row, caption included (any Qt binding)
+        self.label_combo.setVisible(deepedit)
         self.label_combo.clear()
         if deepedit:
             self.label_combo.addItems(entry.labels)
