@@ -122,7 +122,7 @@ class _Finder:
     def find_spec(self, name: str, path=None, target=None):
         if not _lazy_now() or not any(name == p or name.startswith(p + ".") for p in self.packages):
             return None
-        spec = self._real_spec(name, path, target)
+        spec = other_spec(name, path, target, self)
         if spec is None:
             return None
         parent = sys.modules.get(name.rpartition(".")[0]) if "." in name else None
@@ -132,24 +132,31 @@ class _Finder:
             spec.loader = _AfterParent(spec.loader, parent)  # an extension module: its package runs first
         return spec
 
-    def _real_spec(self, name, path, target):
-        for finder in sys.meta_path:
-            if isinstance(finder, _Finder) or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                return spec
-        return None
 
 
-class _Deferring:
-    """Creates the module as its own loader would, and leaves its code to :func:`load`."""
+def other_spec(name: str, path, target, finder):
+    """The spec the meta-path finders other than ``finder`` (and other than this module's) give ``name``."""
+    for other in sys.meta_path:
+        if other is finder or isinstance(other, _Finder) or not hasattr(other, "find_spec"):
+            continue
+        spec = other.find_spec(name, path, target)
+        if spec is not None:
+            return spec
+    return None
+
+
+class Delegating:
+    """A loader that creates the module as ``loader`` would; subclasses decide how its code runs."""
 
     def __init__(self, loader):
         self.loader = loader
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
+
+
+class _Deferring(Delegating):
+    """Creates the module as its own loader would, and leaves its code to :func:`load`."""
 
     def exec_module(self, module: types.ModuleType) -> None:
         module.__loader__ = module.__spec__.loader = self.loader

@@ -114,26 +114,15 @@ class _MonaiFinder:
     def find_spec(self, name: str, path=None, target=None):
         if name != _MONAI_MODULE:
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                if isinstance(spec.loader, (importlib.machinery.SourceFileLoader,
-                                            importlib.machinery.SourcelessFileLoader)):
-                    spec.loader = _Wrapping(spec.loader)
-                return spec
-        return None
+        spec = _lazy_modules.other_spec(name, path, target, self)
+        if spec is not None and isinstance(spec.loader, (importlib.machinery.SourceFileLoader,
+                                                         importlib.machinery.SourcelessFileLoader)):
+            spec.loader = _Wrapping(spec.loader)
+        return spec
 
 
-class _Wrapping:
+class _Wrapping(_lazy_modules.Delegating):
     """Loader of ``monai.utils.module``: runs it, then wraps its ``optional_import``."""
-
-    def __init__(self, loader):
-        self.loader = loader
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
         module.__loader__ = module.__spec__.loader = self.loader
