@@ -84,7 +84,7 @@ def test_versions_in_the_case_store_are_listed_and_run(make_napari_viewer, qtbot
     widget.store_edit.setText(str(tmp_path / "store"))
     widget.store_edit.editingFinished.emit()
     text = f"interactive_unet v001 ({KINDS['interactive']})"
-    assert widget.engine_combo.findText(text) >= 0
+    qtbot.waitUntil(lambda: widget.engine_combo.findText(text) >= 0, timeout=30_000)   # listed in a worker
     widget.engine_combo.setCurrentText(text)
     qtbot.waitUntil(lambda: "no trust needed" in widget.bundle_engines.trust_label.text(), timeout=60_000)
     widget.new_structure()

@@ -249,10 +249,7 @@ class InteractiveWidget(QWidget):
 
     def _refresh_engines(self) -> None:
         store = self.store_edit.text().strip() if hasattr(self, "store_edit") else ""
-        try:
-            self.bundle_engines.refresh([store] if store and Path(store).is_dir() else [])
-        except MedvisionError as exc:
-            log.warning("interactive bundles not listed: %s", exc)
+        self.bundle_engines.refresh([store] if store and Path(store).is_dir() else [])
 
     # --- accepting and undo ----------------------------------------------------
     def target(self, create: bool = True) -> Labels | None:

@@ -138,9 +138,18 @@ class BundleEngines(QWidget):
             self.combo.setCurrentText(known.text)
         return known
 
-    def refresh(self, extra_folders=()) -> None:
-        """Add the installed interactive bundles (and a case store's versions) not offered yet."""
-        for entry in installed_entries(extra_folders):
+    def refresh(self, extra_folders=()):
+        """Add the installed interactive bundles (and a case store's versions) not offered yet.
+
+        Reading every bundle's config takes a while with a full model folder, so the listing
+        runs in a worker; the entries are added on the GUI thread when it is done.
+        """
+        return start_worker(installed_entries, list(extra_folders), on_result=self._add_new,
+                            on_error=lambda exc: log.warning("interactive bundles not listed: %s", exc),
+                            description="Listing interactive bundles")
+
+    def _add_new(self, entries: list[BundleEntry]) -> None:
+        for entry in entries:
             if not any(Path(e.bundle.path) == Path(entry.bundle.path) for e in self.entries.values()):
                 self.entries[entry.text] = entry
                 self.combo.addItem(entry.text)
