@@ -87,7 +87,34 @@ def test_versions_in_the_case_store_are_listed_and_run(make_napari_viewer, qtbot
     qtbot.waitUntil(lambda: widget.engine_combo.findText(text) >= 0, timeout=30_000)   # listed in a worker
     widget.engine_combo.setCurrentText(text)
     qtbot.waitUntil(lambda: "no trust needed" in widget.bundle_engines.trust_label.text(), timeout=60_000)
+    assert widget.bundle_engines.device_combo.isHidden()       # a click-model version runs on the CPU
     widget.new_structure()
     viewer.layers[PROMPTS_LAYER].add(np.asarray((12, 24, 14), float))
     qtbot.waitUntil(lambda: PREVIEW_LAYER in viewer.layers and widget.generation == widget._shown, timeout=120_000)
     assert np.asarray(viewer.layers[PREVIEW_LAYER].data)[left].mean() > 0.5
+
+
+def test_the_device_row_is_for_zoo_bundles_and_a_missing_gpu_is_one_notification(make_napari_viewer, qtbot,
+                                                                                 tmp_path, errors):
+    import torch
+
+    viewer, widget, _ = make_dock(make_napari_viewer)
+    engines = widget.bundle_engines
+    assert engines.device_combo.isHidden()                       # built-in engines run on the CPU
+    widget.add_engine(deepedit_bundle(tmp_path / "probe", probe=True), select=True)
+    assert not engines.device_combo.isHidden() and not engines.device_caption.isHidden()
+    qtbot.waitUntil(lambda: engines.trust_check.isEnabled(), timeout=60_000)
+    engines.trust_check.setChecked(True)
+    engines.device_combo.setCurrentText("cpu")
+    assert engines.job_options()["device"] == "cpu"
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: forcing cuda would run")
+    engines.device_combo.setCurrentText("cuda")
+    widget.new_structure()
+    viewer.layers[PROMPTS_LAYER].add(np.asarray((12, 24, 14), float))
+    qtbot.waitUntil(lambda: len(errors) == 1, timeout=120_000)
+    assert "CUDA" in errors[0] and PREVIEW_LAYER not in viewer.layers
+    engines.device_combo.setCurrentText("auto")                  # the same click on the CPU
+    widget.run()
+    qtbot.waitUntil(lambda: PREVIEW_LAYER in viewer.layers and widget.generation == widget._shown, timeout=120_000)
+    assert len(errors) == 1

@@ -19,6 +19,7 @@ from pathlib import Path
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QWidget
 
 from ..core.errors import MedvisionError, UntrustedCodeError
+from ..core.models.device import DEVICES
 from .trust_view import CHECKING, TRUST_TEXT, TRUST_TIP, show_findings, trust_state, with_trust
 from .workers import report_error, start_worker
 
@@ -105,6 +106,10 @@ class BundleEngines(QWidget):
         self.add_button.setToolTip("a DeepEdit- or VISTA3D-style Model Zoo bundle, or a version of the click model")
         self.label_combo = QComboBox()
         self.label_caption = QLabel("Clicks are for")
+        self.device_caption, self.device_combo = QLabel("Device"), QComboBox()
+        self.device_combo.addItems(list(DEVICES))
+        self.device_combo.setToolTip("where the zoo bundle runs: auto takes a CUDA or Apple GPU when there is one "
+                                     "(the built-in engines and click-model versions run on the CPU)")
         self.trust_label = QLabel()
         self.trust_label.setWordWrap(True)
         self.trust_check = QCheckBox(TRUST_TEXT)
@@ -114,6 +119,7 @@ class BundleEngines(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow(self.add_button)
         form.addRow(self.label_caption, self.label_combo)
+        form.addRow(self.device_caption, self.device_combo)
         form.addRow(self.trust_label)
         form.addRow(self.trust_check)
         self._form = form
@@ -171,6 +177,9 @@ class BundleEngines(QWidget):
         self.label_combo.clear()
         if deepedit:
             self.label_combo.addItems(entry.labels)
+        zoo = entry is not None and entry.kind != "interactive"
+        self.device_caption.setVisible(zoo)
+        self.device_combo.setVisible(zoo)
         self.trust_label.setVisible(entry is not None)
         self.trust_check.setVisible(entry is not None)
         if entry is None:
@@ -209,6 +218,8 @@ class BundleEngines(QWidget):
         options = {"engine": str(entry.bundle.path), "trusted": trusted}
         if entry.kind == "deepedit" and self.label_combo.currentText():
             options["label"] = self.label_combo.currentText()
+        if entry.kind != "interactive":
+            options["device"] = self.device_combo.currentText()
         return options
 
     def wrap(self, job):
