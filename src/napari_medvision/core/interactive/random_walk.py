@@ -32,7 +32,7 @@ from .walker import walk_with_prior
 #: Most voxels of the working grid: bounds the cost of a click.
 WORK_VOXELS = 40 ** 3
 #: Distance from a click model, in spreads, at which a voxel is as likely structure as not.
-ALIKE_SPREADS = 2.5
+ALIKE_SPREADS = 3.0
 #: Intensities are clipped to this many spreads for the edges: far enough that a blurred boundary
 #: to a very different tissue (a lung nodule, -850 HU around it) keeps its gradient out to half-way.
 CLIP_SPREADS = 24.0
