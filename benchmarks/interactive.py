@@ -5,7 +5,9 @@ structure's innermost voxel, each next one at the innermost voxel of the largest
 (missed -> positive, extra -> negative), at most 20 clicks. Structures:
 
 * real: the tumour labels of the PyRadiomics scans in ``../shared/data/pyradiomics`` (MR brain,
-  MR breast) and the largest labelled structure of its prostate phantom scan (skipped when absent);
+  MR breast) and the two pieces of its prostate phantom scan's label 9 (the material outside the
+  phantom's wall, cut by every side of the sub-volume, and the insert inside it; the other labels
+  are scattered voxels) (skipped when absent);
 * phantom: liver, spleen, each kidney and each lesion of CT and MR-like phantoms.
 
 What the shipped ``interactive_unet`` saw in training (``samples/interactive_data.py``): brain1's
@@ -44,7 +46,11 @@ def real_structures():
     if (REAL / "prostate_phantom_subvolume.nrrd").exists():
         image = read_volume(REAL / "prostate_phantom_subvolume.nrrd")
         label = read_volume(REAL / "prostate_phantom_subvolume-label.nrrd")
-        yield "real", "prostate label 9 (held out)", image.array, image.spacing, _largest(label.array == 9)
+        pieces, count = ndimage.label(label.array == 9)
+        sizes = np.bincount(pieces.ravel())[1:]
+        for rank, piece in enumerate(np.argsort(sizes)[::-1][:2]):   # the material outside its wall, the insert
+            where = "outside the wall" if rank == 0 else "inside"
+            yield "real", f"prostate label 9 {where} (held out)", image.array, image.spacing, pieces == piece + 1
 
 
 def phantom_structures(seeds=(0, 1, 2)):

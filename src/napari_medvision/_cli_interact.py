@@ -26,6 +26,19 @@ def box(text: str) -> tuple[int, ...]:
     return _whole_numbers(parts, text)
 
 
+def attach_click_values(argv: list[str]) -> list[str]:
+    """``--point -1,0,0,-`` as ``--point=-1,0,0,-``: argparse takes a value that starts with ``-`` for
+    an option and says only "expected one argument"; a click's value gets its own message this way."""
+    joined, values = [], iter(argv)
+    for item in values:
+        if item in ("--point", "--box"):
+            value = next(values, None)
+            joined.append(item if value is None else f"{item}={value}")
+        else:
+            joined.append(item)
+    return joined
+
+
 def _whole_numbers(parts, text) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in parts)
@@ -42,10 +55,14 @@ def cmd_interact(args) -> int:
 
     check_input(args.input)
     check_destination(args.output)
+    if args.device != "auto":   # a forced GPU this machine lacks is an error, whichever engine runs
+        from .core.models.device import choose_device
+
+        choose_device(args.device)
     volume = read_volume(args.input)
     _warn(volume.warnings)
     dimension = 2 if volume.metadata.get("dimension") == 2 else 3
-    prompts = prompts_from_itk(args.point, args.box, dimension=dimension).check(volume.shape)
+    prompts = prompts_from_itk(args.point or [], args.box, dimension=dimension).check(volume.shape)
     engine = choose_engine(volume.array, volume.spacing, args.model, trusted=args.trust, device=args.device,
                            label=args.label)
     start = time.perf_counter()
@@ -53,11 +70,16 @@ def cmd_interact(args) -> int:
     seconds = time.perf_counter() - start
     write_volume(volume.with_array(mask), args.output, labels=True)
     voxels = int(mask.sum())
-    record = {"output": str(args.output), "engine": engine.name, "voxels": voxels,
-              "volume_ml": voxels * float(volume.spacing[0] * volume.spacing[1] * volume.spacing[2]) / 1000,
-              "seconds": round(seconds, 3)}
+    record = {"output": str(args.output), "engine": engine.name, "voxels": voxels}
+    if dimension == 2:   # a picture's z spacing is no thickness: its area, not a volume
+        record["area_cm2"] = voxels * float(volume.spacing[0] * volume.spacing[1]) / 100
+        size = f"{record['area_cm2']:.2f} cm2"
+    else:
+        record["volume_ml"] = voxels * float(volume.spacing[0] * volume.spacing[1] * volume.spacing[2]) / 1000
+        size = f"{record['volume_ml']:.2f} mL"
+    record["seconds"] = round(seconds, 3)
     print(json.dumps(record) if args.json else
-          f"{engine.name}: {voxels} voxels ({record['volume_ml']:.2f} mL) in {seconds:.2f} s; wrote {args.output}")
+          f"{engine.name}: {voxels} voxels ({size}) in {seconds:.2f} s; wrote {args.output}")
     if not voxels:
         print("warning: the mask is empty; click nearer the structure's middle", file=sys.stderr)
     return 0
@@ -67,10 +89,11 @@ def add_interact_command(commands) -> None:
     """Register ``medvision interact`` on the main parser's sub-commands."""
     interact = commands.add_parser("interact", help="clicks (and a box) on a study -> 0/1 mask of one structure")
     interact.add_argument("--input", required=True, help="image file or DICOM series folder")
-    interact.add_argument("--point", required=True, action="append", type=click, metavar="X,Y,Z,SIGN",
+    interact.add_argument("--point", action="append", type=click, metavar="X,Y,Z,SIGN",
                           help="voxel index as SimpleITK indexes the input; SIGN + (inside) or - (not part of it); "
-                               "repeat for more clicks")
-    interact.add_argument("--box", type=box, metavar="X0,Y0,Z0,X1,Y1,Z1", help="two opposite corners of a box")
+                               "repeat for more clicks (a box alone also prompts a mask)")
+    interact.add_argument("--box", type=box, metavar="X0,Y0,Z0,X1,Y1,Z1",
+                          help="two opposite corners of a box around the structure (+ clicks lie inside it)")
     interact.add_argument("--model", help="interactive engine, or an interactive bundle (DeepEdit- or VISTA3D-style: "
                                           "registry name or folder); default: the best engine for the image")
     interact.add_argument("--label", help="DeepEdit bundle of several structures: the label name the clicks are for "

@@ -24,7 +24,7 @@ from ._cli_checks import (
 from ._cli_checks import positive_int as _positive_int
 from ._cli_ddp import add_ddp_options, cmd_finetune_group, wants_group
 from ._cli_batch import add_batch_options, cmd_infer_batch, wants_batch
-from ._cli_interact import add_interact_command
+from ._cli_interact import add_interact_command, attach_click_values
 from ._cli_dicom import add_dicom_commands, infer_dicom_reference, write_infer_result
 from ._cli_models import add_model_commands
 from ._cli_process import deferred_imports, exit_now, library_warnings_to_log
@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     Library warnings (MONAI deprecations, torch notices) and ITK's own warnings stay off stderr:
     they go to the log, shown with ``-v``. Our own warnings are ``warning:`` lines.
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(attach_click_values(sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     with library_warnings_to_log():

@@ -122,6 +122,9 @@ def test_cli_interact_keeps_geometry(tmp_path):
     (["--point", "3,3,3,-"], "only negative clicks"),
     (["--point", "3,3,3,+", "--box", "1,1,1,1,6,6"], "zero size along x"),
     (["--point", "3,3,3"], "X,Y,Z,SIGN"),
+    (["--point", "-1,0,0,-"], "outside the image"),               # not taken for an option
+    (["--point", "2,2,2,+", "--box", "3,3,3,6,6,6"], "outside the box"),
+    ([], "only negative clicks"),                                  # no click and no box
 ])
 def test_cli_interact_bad_input_is_one_line_exit_2(tmp_path, extra, message):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16)), str(tmp_path / "scan.mha"))
@@ -135,3 +138,50 @@ def test_cli_interact_2d_image_with_3d_click(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(tmp_path / "xray.png"))
     result = medvision("interact", "--input", tmp_path / "xray.png", "--point", "3,3,2,+", "--output", tmp_path / "m.mha")
     assert result.returncode == 2 and "2D" in result.stderr
+
+
+def test_cli_interact_a_box_alone_and_an_existing_output_survives_an_error(tmp_path):
+    image, left, _ = blobs(neck=False)
+    sitk.WriteImage(sitk.GetImageFromArray(image.astype(np.int16)), str(tmp_path / "scan.nrrd"))
+    out = tmp_path / "mask.nrrd"
+    result = medvision("interact", "--input", tmp_path / "scan.nrrd", "--box", "5,15,3,23,33,21", "--output", out)
+    assert result.returncode == 0, result.stderr
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out))).astype(bool)
+    assert dice(mask, left) > 0.8
+    before = out.read_bytes()
+    result = medvision("interact", "--input", tmp_path / "scan.nrrd", "--point", "40,24,12,+",
+                       "--box", "5,15,3,23,33,21", "--output", out)
+    assert result.returncode == 2 and "outside the box" in result.stderr and out.read_bytes() == before
+
+
+def test_cli_interact_a_forced_gpu_the_machine_lacks_is_exit_2(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16)), str(tmp_path / "scan.mha"))
+    result = medvision("interact", "--input", tmp_path / "scan.mha", "--point", "3,3,3,+", "--device", "cuda",
+                       "--output", tmp_path / "m.mha")
+    assert result.returncode == 2 and "CUDA" in result.stderr and not (tmp_path / "m.mha").exists()
+
+
+def test_cli_interact_2d_study_gives_a_2d_mask_with_its_geometry_even_when_noise_free(tmp_path):
+    """A drawing-like 2D image (one grey disc, no noise: its spread is 0) is segmented, and the mask is
+    a 2D image with the study's spacing, origin and direction (not a one-slice volume)."""
+    yy, xx = np.mgrid[:50, :80]
+    disc = (yy - 15) ** 2 + (xx - 60) ** 2 < 100
+    picture = sitk.GetImageFromArray((200 * disc).astype(np.uint8))
+    picture.SetSpacing((0.2, 0.3))
+    picture.SetOrigin((5.0, 7.0))
+    picture.SetDirection((-1.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(picture, str(tmp_path / "xray.mha"))
+    result = medvision("interact", "--input", tmp_path / "xray.mha", "--point", "60,15,0,+",
+                       "--output", tmp_path / "m.nii.gz", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert "volume_ml" not in record and record["area_cm2"] == pytest.approx(record["voxels"] * 0.06 / 100)
+    written = sitk.ReadImage(str(tmp_path / "m.nii.gz"))
+    assert written.GetDimension() == 2 and written.GetSize() == (80, 50)
+    assert np.allclose(written.GetSpacing(), (0.2, 0.3)) and np.allclose(written.GetOrigin(), (5.0, 7.0))
+    assert np.allclose(written.GetDirection(), (-1.0, 0.0, 0.0, 1.0))
+    assert dice(sitk.GetArrayFromImage(written).astype(bool), disc) > 0.85

@@ -86,8 +86,9 @@ def test_png_xray_is_a_one_slice_volume_and_writes_back(tmp_path):
     data, kwargs, _ = labels_layer_data(volume.with_array((volume.array > 100).astype(np.uint8)))
     write_labels(str(tmp_path / "mask.nii.gz"), data, layer_meta(kwargs))
     written = sitk.ReadImage(str(tmp_path / "mask.nii.gz"))
-    assert written.GetSize()[:2] == (30, 40)
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(written)[0], array > 100)
+    assert written.GetDimension() == 2 and written.GetSize() == (30, 40)   # 2D like the study
+    assert np.allclose(written.GetSpacing(), (0.15, 0.15))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), array > 100)
 
 
 def test_rgb_png_keeps_its_colours_and_measures_in_grey(tmp_path):

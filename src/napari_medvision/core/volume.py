@@ -122,7 +122,15 @@ class Volume:
 
     # --- SimpleITK ---------------------------------------------------------
     def to_sitk(self) -> sitk.Image:
-        """A SimpleITK image with this array and geometry."""
+        """A SimpleITK image with this array and geometry; 2D again for an image read as 2D
+        (one slice at z = 0, see :meth:`from_sitk`), so a 2D study's results are 2D files like it."""
+        if self.metadata.get("dimension") == 2 and self.array.shape[0] == 1 and np.allclose(self.direction[2], (0, 0, 1)) \
+                and np.allclose(self.direction[:2, 2], 0):
+            image = sitk.GetImageFromArray(self.array[0])
+            image.SetSpacing(tuple(float(v) for v in self.spacing[:2]))
+            image.SetOrigin(tuple(float(v) for v in self.origin[:2]))
+            image.SetDirection([float(v) for v in self.direction[:2, :2].ravel()])
+            return image
         image = sitk.GetImageFromArray(self.array)
         image.SetSpacing(self.spacing)
         image.SetOrigin(self.origin)

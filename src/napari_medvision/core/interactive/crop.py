@@ -36,14 +36,19 @@ def click_statistics(image: np.ndarray, points: np.ndarray, spacing_zyx, radius_
         points: ``(N, 3)`` voxel indices ``(z, y, x)``.
         spacing_zyx: voxel size in mm, array order.
         radius_mm: ball radius (at least 2 voxels in-plane).
-        floor: least spread returned (default: the image's noise level near the clicks).
+        floor: least spread returned (default: the image's noise level near the clicks, at least
+            a hundredth of the intensity range there).
     """
     values = np.concatenate([_ball_values(image, p, spacing_zyx, radius_mm) for p in points])
     centre = float(np.median(values))
     spread = 1.4826 * float(np.median(np.abs(values - centre)))
     if floor is None:
         lo, hi = np.maximum(points.min(0) - 16, 0), points.max(0) + 17
-        floor = noise_level(image[tuple(slice(a, b) for a, b in zip(lo, hi))])
+        block = image[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        # A noise-free image (a drawing, a synthetic or label-like scan) has no noise to measure:
+        # then a hundredth of the local range, so that smoothed borders still look alike.
+        low, high = np.percentile(block, (1, 99))
+        floor = max(noise_level(block), 0.01 * float(high - low))
     return centre, max(spread, floor)
 
 

@@ -54,8 +54,8 @@ class Prompts:
         """Refuse prompts that do not fit an array of ``shape`` ``(z, y, x)``; returns self.
 
         Raises:
-            PromptError: a click or box corner outside the image, a box of zero size, or
-                no positive click and no box.
+            PromptError: a click or box corner outside the image, a box of zero size, a
+                positive click outside the box, or no positive click and no box.
         """
         shape = np.asarray(shape)
         for kind, points in (("positive", self.positive), ("negative", self.negative)):
@@ -71,6 +71,11 @@ class Prompts:
             if flat:
                 raise PromptError(f"the box has zero size along {', '.join(flat[::-1])}: "
                                   "give two opposite corners that differ along each axis")
+            for point in self.positive:
+                if np.any(point < self.box[0]) or np.any(point > self.box[1]):
+                    raise PromptError(f"the positive click at {_itk(point)} (x,y,z) lies outside the box "
+                                      f"{_itk(self.box[0])}-{_itk(self.box[1])}: the structure is inside the box, "
+                                      "so click inside it (or redraw the box)")
         if not len(self.positive) and self.box is None:
             raise PromptError("only negative clicks: give at least one positive click (+) inside the structure "
                               "(or a box around it)")

@@ -36,6 +36,8 @@ ALIKE_SPREADS = 3.0
 #: Intensities are clipped to this many spreads for the edges: far enough that a blurred boundary
 #: to a very different tissue (a lung nodule, -850 HU around it) keeps its gradient out to half-way.
 CLIP_SPREADS = 24.0
+#: Most bins of the intensity histograms of the prior.
+MAX_BINS = 4096
 #: How far (mm) a later click pushes the prior towards its own side (see :func:`_reach`).
 CLICK_REACH_MM = 6.0
 
@@ -176,7 +178,7 @@ def _relative_prior(work, positive, negative, sides, models, spacing) -> np.ndar
     background = np.concatenate(background)
     foreground = np.concatenate([_ball(work, p, spacing) for p in positive])
     lo, hi = float(work.min()) - 3 * spread, float(work.max()) + 3 * spread
-    width = spread / 4
+    width = max(spread / 4, (hi - lo) / MAX_BINS)   # an image of flat regions has a spread near 0
     edges = np.arange(lo, hi + width, width)
     density = []
     for values in (foreground, background):
@@ -217,7 +219,7 @@ def _prior(work, models) -> np.ndarray:
     prior when there is no background to compare with (the crop is the whole image, no negative click).
     """
     near = np.min([np.abs(work - c) / s for c, s in models], axis=0)
-    return 1.0 / (1.0 + np.exp(2.0 * (near - ALIKE_SPREADS)))
+    return 1.0 / (1.0 + np.exp(np.minimum(2.0 * (near - ALIKE_SPREADS), 60.0)))
 
 
 def _near(shape, spacing, points, reach_mm) -> np.ndarray:

@@ -94,7 +94,8 @@ def write_volume(volume: Volume, path: str | Path, *, labels: bool = False) -> P
         if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
             raise WriteError("a label map must hold whole numbers")
         array = compact_label_dtype(array.astype(np.int64) if array.dtype == bool else array)
-    image = Volume(array, volume.spacing, volume.origin, volume.direction).to_sitk()
+    image = Volume(array, volume.spacing, volume.origin, volume.direction,
+                   {"dimension": volume.metadata.get("dimension")}).to_sitk()
     try:
         handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=ext, dir=folder)
         os.close(handle)
