@@ -121,11 +121,11 @@ class Volume:
         return napari_affine(self.spacing, self.origin, self.direction)
 
     # --- SimpleITK ---------------------------------------------------------
-    def to_sitk(self) -> sitk.Image:
-        """A SimpleITK image with this array and geometry; 2D again for an image read as 2D
-        (one slice at z = 0, see :meth:`from_sitk`), so a 2D study's results are 2D files like it."""
-        if self.metadata.get("dimension") == 2 and self.array.shape[0] == 1 and np.allclose(self.direction[2], (0, 0, 1)) \
-                and np.allclose(self.direction[:2, 2], 0):
+    def to_sitk(self, keep_2d: bool = False) -> sitk.Image:
+        """A 3D SimpleITK image with this array and geometry; with ``keep_2d``, 2D again for an image
+        read as 2D (one slice at z = 0, see :meth:`from_sitk`): a 2D study's result files are 2D."""
+        if keep_2d and self.metadata.get("dimension") == 2 and self.array.shape[0] == 1 \
+                and np.allclose(self.direction[2], (0, 0, 1)) and np.allclose(self.direction[:2, 2], 0):
             image = sitk.GetImageFromArray(self.array[0])
             image.SetSpacing(tuple(float(v) for v in self.spacing[:2]))
             image.SetOrigin(tuple(float(v) for v in self.origin[:2]))

@@ -95,7 +95,7 @@ def write_volume(volume: Volume, path: str | Path, *, labels: bool = False) -> P
             raise WriteError("a label map must hold whole numbers")
         array = compact_label_dtype(array.astype(np.int64) if array.dtype == bool else array)
     image = Volume(array, volume.spacing, volume.origin, volume.direction,
-                   {"dimension": volume.metadata.get("dimension")}).to_sitk()
+                   {"dimension": volume.metadata.get("dimension")}).to_sitk(keep_2d=True)
     try:
         handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=ext, dir=folder)
         os.close(handle)
