@@ -16,7 +16,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QWidget
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
+                            QWidget)
 
 from ..core.errors import MedvisionError, UntrustedCodeError
 from ..core.models.device import DEVICES
@@ -115,14 +116,18 @@ class BundleEngines(QWidget):
         self.trust_check = QCheckBox(TRUST_TEXT)
         self.trust_check.setToolTip(TRUST_TIP)
         self.trust_check.setEnabled(False)
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow(self.add_button)
-        form.addRow(self.label_caption, self.label_combo)
-        form.addRow(self.device_caption, self.device_combo)
-        form.addRow(self.trust_label)
-        form.addRow(self.trust_check)
-        self._form = form
+        # A box layout, not a form: Qt 5's QFormLayout keeps the spacing of hidden rows (a gap under
+        # "Add bundle…" while a built-in engine is chosen); a box layout skips empty rows.
+        rows = QVBoxLayout(self)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.addWidget(self.add_button)
+        for caption, combo in ((self.label_caption, self.label_combo), (self.device_caption, self.device_combo)):
+            row = QHBoxLayout()
+            row.addWidget(caption)
+            row.addWidget(combo, 1)
+            rows.addLayout(row)
+        rows.addWidget(self.trust_label)
+        rows.addWidget(self.trust_check)
         self.add_button.clicked.connect(self._choose_folder)
         self.combo.currentIndexChanged.connect(lambda _: self._show())
         self._show()
