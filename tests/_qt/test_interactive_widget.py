@@ -172,3 +172,69 @@ def test_a_new_click_cancels_the_run_in_flight_and_only_the_latest_mask_lands(do
     assert cancels and set(cancels) == {widget.generation} and landed == [widget.generation]
     mask = np.asarray(viewer.layers[PREVIEW_LAYER].data)
     assert mask[right].mean() < 0.1 and mask[left].mean() > 0.8   # the latest clicks' mask
+
+
+def test_only_negative_clicks_left_drop_the_preview_with_one_notification(dock, qtbot, errors):
+    viewer, widget, left, _ = dock
+    widget.new_structure()
+    click(qtbot, widget, (12, 24, 14), "+")
+    widget.set_sign("-")
+    points = viewer.layers[PROMPTS_LAYER]
+    points.add(np.asarray((12, 24, 34), float))
+    points.selected_data = {0}
+    points.remove_selected()                                     # the + click is gone
+    assert PREVIEW_LAYER not in viewer.layers and len(errors) == 1 and "only negative clicks" in errors[0]
+    qtbot.wait(3000)                                             # the - click's run, now stale, ends
+    assert PREVIEW_LAYER not in viewer.layers and len(errors) == 1 and widget.worker is None
+    assert not widget.accept() and "no preview" in errors[-1]   # nothing stale to accept
+
+
+def test_a_flat_or_outside_box_is_one_notification(dock, errors):
+    viewer, widget, _, _ = dock
+    widget.new_structure()
+    shapes = widget.add_box()
+    shapes.data = [np.array([[4, 15, 5], [4, 15, 5.2], [4, 15.2, 5.2], [4, 15.2, 5]], float),
+                   np.array([[20, 15, 5], [20, 15, 5.2], [20, 15.2, 5.2], [20, 15.2, 5]], float)]
+    assert errors and "zero size along x, y" in errors[-1] and PREVIEW_LAYER not in viewer.layers
+    count = len(errors)
+    shapes.data = [np.array([[4, 90, 90], [4, 90, 99], [4, 99, 99], [4, 99, 90]], float),
+                   np.array([[9, 90, 90], [9, 90, 99], [9, 99, 99], [9, 99, 90]], float)]
+    assert len(errors) > count and "outside the image" in errors[-1]
+
+
+def test_a_run_for_a_closed_image_shows_nothing(dock, qtbot):
+    viewer, widget, left, _ = dock
+    widget.new_structure()
+    image = viewer.layers["scan"]
+    viewer.layers.remove("scan")
+    widget._show(left.astype(np.uint8), widget.generation, image)   # its run comes back after
+    assert PREVIEW_LAYER not in viewer.layers and "closed" in widget.status.text()
+
+
+def test_accept_counts_what_it_wrote_and_a_preview_all_in_other_labels_is_refused(dock, qtbot, errors):
+    viewer, widget, left, right = dock
+    labels = viewer.layers["organs"]
+    widget.new_structure()
+    click(qtbot, widget, (12, 24, 14), "+")
+    preview = np.asarray(viewer.layers[PREVIEW_LAYER].data).astype(bool)
+    before = np.asarray(labels.data).copy()
+    widget.label_value.setValue(1)
+    assert widget.accept()
+    written = int((preview & (before == 0)).sum())
+    kept = int((preview & (before == 2)).sum())
+    assert kept > 0 and f"accepted {written} voxels" in widget.status.text() and f"{kept} voxels" in widget.status.text()
+    data = np.asarray(labels.data)
+    data[:] = 3                                                  # every voxel another label now
+    labels.data = data
+    widget.new_structure()
+    click(qtbot, widget, (12, 24, 14), "+")
+    assert not widget.accept() and "nothing accepted" in errors[-1]
+    assert np.all(np.asarray(labels.data) == 3) and PREVIEW_LAYER in viewer.layers
+
+
+def test_a_tool_that_changes_nothing_says_so(dock):
+    viewer, widget, left, _ = dock
+    labels = viewer.layers["organs"]
+    widget.label_value.setValue(2)
+    assert widget.apply_tool("fill")                             # label 2 is a solid block: no holes
+    assert "nothing to change (no undo step)" in widget.status.text()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image, Shapes
 
+from ..core.interactive.prompts import PromptError
+
 BOX_LAYER = "prompt box"
 
 
@@ -31,13 +33,23 @@ def box_layer(viewer) -> Shapes | None:
 
 def box_from_shapes(shapes: Shapes | None, shape_zyx) -> np.ndarray | None:
     """First and last voxel ``(z, y, x)`` (inclusive, ``(2, 3)`` int, inside ``shape_zyx``) of the
-    rectangles' extent; None without rectangles or while they all lie on one slice."""
+    rectangles' extent; None without rectangles or while they all lie on one slice.
+
+    Raises:
+        PromptError: rectangles wholly outside the image, or of zero area (a box of zero size).
+    """
     if shapes is None or not len(shapes.data):
         return None
     vertices = np.concatenate([np.asarray(d)[:, -3:] for d in shapes.data])
     last = np.asarray(shape_zyx[-3:]) - 1
-    lo = np.clip(np.floor(vertices.min(0) + 0.5), 0, last).astype(int)
-    hi = np.clip(np.floor(vertices.max(0) + 0.5), 0, last).astype(int)
-    if np.any((hi == lo) & (last > 0)):
-        return None
+    rounded = np.floor(vertices + 0.5)
+    if np.any(rounded.max(0) < 0) or np.any(rounded.min(0) > last):
+        raise PromptError("the box lies outside the image: draw its rectangles on the image")
+    lo = np.clip(rounded.min(0), 0, last).astype(int)
+    hi = np.clip(rounded.max(0), 0, last).astype(int)
+    if hi[0] == lo[0] and last[0] > 0:
+        return None    # one slice so far: the second rectangle is still to come
+    flat = [name for name, a, b, n in zip("zyx", lo, hi, last) if a == b and n > 0]
+    if flat:
+        raise PromptError(f"the box has zero size along {', '.join(flat[::-1])}: draw rectangles with an area")
     return np.stack([lo, hi])

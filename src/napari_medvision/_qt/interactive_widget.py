@@ -28,6 +28,7 @@ from ..core.backend import shared_backend
 from ..core.backend.transfer import Shared
 from ..core.errors import MedvisionError
 from ..core.interactive import Prompts, available_engines, slice_tools
+from ..core.interactive.prompts import ONLY_NEGATIVE, PromptError
 from ..core.interactive.job import SEGMENT
 from .._napari.layers import geometry_metadata, layer_volume
 from .box_prompt import BOX_LAYER, add_box_layer, box_from_shapes, box_layer
@@ -189,12 +190,22 @@ class InteractiveWidget(QWidget):
     def run(self):
         """Segment from the current prompts in the backend's worker; returns the napari worker driving
         the job (None without a positive click or a box). The run in flight, now stale, is cancelled."""
-        image_layer, prompts = self._layer(self.image_combo, Image), self.prompts()
         self.generation += 1
         if self.worker is not None:
             self.worker.quit()
             self.backend.cancel()
+            self.worker = None      # stale now: its result is dropped (its generation is old)
+        image_layer = self._layer(self.image_combo, Image)
+        try:
+            prompts = self.prompts()
+            if len(prompts.negative) and not len(prompts.positive) and prompts.box is None:
+                raise PromptError(ONLY_NEGATIVE)
+        except PromptError as exc:   # nothing runs, and no stale preview is left to accept
+            self._drop_preview("not run: no layer was changed")
+            report_error(exc)
+            return None
         if image_layer is None or (not len(prompts.positive) and prompts.box is None):
+            self._drop_preview("")
             return None
         try:
             options = self.bundle_engines.job_options()
@@ -230,9 +241,17 @@ class InteractiveWidget(QWidget):
         report_error(exc)
         self.restart_offer.offer_if_died(exc)
 
+    def _drop_preview(self, status: str) -> None:
+        if PREVIEW_LAYER in self.viewer.layers:
+            self.viewer.layers.remove(PREVIEW_LAYER)
+        self.status.setText(status)
+
     def _show(self, mask: np.ndarray, generation: int, image_layer: Image) -> None:
         if generation != self.generation:
             return  # a newer click has started another run
+        if image_layer not in self.viewer.layers:
+            self.status.setText("the image was closed while its clicks were computed: nothing is shown")
+            return
         self._shown = generation
         if PREVIEW_LAYER in self.viewer.layers:
             self.viewer.layers[PREVIEW_LAYER].data = mask
@@ -275,10 +294,19 @@ class InteractiveWidget(QWidget):
             return False
         value = self.label_value.value()
         data = np.asarray(labels.data)
-        labels.data_setitem(np.nonzero(mask & ((data == 0) | (data == value))), value)
+        free = mask & ((data == 0) | (data == value))
+        kept = int(mask.sum() - free.sum())
+        if not free.any():
+            others = ", ".join(str(int(v)) for v in np.unique(data[mask])[:5])
+            report_error(MedvisionError(f"nothing accepted: every voxel of the preview already belongs to other "
+                                        f"labels ({others}), which Accept keeps; choose one of them or another "
+                                        "labels layer"))
+            return False
+        labels.data_setitem(np.nonzero(free), value)
         for name in (PREVIEW_LAYER, PROMPTS_LAYER, BOX_LAYER):
             self.viewer.layers.remove(name) if name in self.viewer.layers else None
-        self.status.setText(f"accepted {int(mask.sum())} voxels as label {value} (Undo takes them back)")
+        other = f"; {kept} voxels of other labels were kept" if kept else ""
+        self.status.setText(f"accepted {int(free.sum())} voxels as label {value}{other} (Undo takes them back)")
         return True
 
     def undo(self) -> None:
@@ -310,6 +338,9 @@ class InteractiveWidget(QWidget):
             report_error(exc)
             return False
         changed = np.nonzero(new != data)
+        if not len(changed[0]):
+            self.status.setText(f"{self.tool_buttons[name].text()}: nothing to change (no undo step)")
+            return True
         labels.data_setitem(changed, new[changed])
         self.status.setText(f"{self.tool_buttons[name].text()}: {len(changed[0])} voxels changed")
         return True
@@ -330,7 +361,7 @@ class InteractiveWidget(QWidget):
         store = CaseStore(folder)
         if not (Path(folder) / "dataset.json").exists():
             store = CaseStore.create(folder, {"background": 0, **{f"label_{v}": v for v in values}},
-                                     channel=image.modality or "CT")
+                                     channel=image.modality or _guess_channel(image))
         original = labels.metadata.get(MODEL_OUTPUT_KEY)
         model_output = label.with_array(original) if original is not None and original.shape == label.shape else None
         case_id = (case_id or image_layer.name).strip().replace(" ", "_")
@@ -363,3 +394,13 @@ def _announcing(event) -> bool:
     """Whether a points / shapes data event announces a change not made yet (napari sends one before
     and one after each change): the dock runs once, on the change itself."""
     return str(getattr(event, "action", "")) in _BEFORE_CHANGE
+
+
+def _guess_channel(image) -> str:
+    """A case store's channel name for a study without a modality: DX for a 2D picture, else CT or MR
+    by its intensities."""
+    from ..core.windowing import looks_like_ct
+
+    if image.metadata.get("dimension") == 2:
+        return "DX"
+    return "CT" if looks_like_ct(image.array, None) else "MR"

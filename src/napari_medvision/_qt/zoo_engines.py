@@ -110,7 +110,7 @@ class BundleEngines(QWidget):
         self.device_caption, self.device_combo = QLabel("Device"), QComboBox()
         self.device_combo.addItems(list(DEVICES))
         self.device_combo.setToolTip("where the zoo bundle runs: auto takes a CUDA or Apple GPU when there is one "
-                                     "(the built-in engines and click-model versions run on the CPU)")
+                                     "(the built-in engines and click-model versions always use auto)")
         self.trust_label = QLabel()
         self.trust_label.setWordWrap(True)
         self.trust_check = QCheckBox(TRUST_TEXT)

@@ -59,9 +59,10 @@ class ClickUNetEngine(InteractiveEngine):
     description = ("shipped model: click-conditioned 3D U-Net on a 48^3 cube around the clicks "
                    "(3D CT or MR)")
 
-    def __init__(self, bundle_path: str | Path | None = None, threads: int | None = None):
+    def __init__(self, bundle_path: str | Path | None = None, threads: int | None = None, device: str = "auto"):
         self.bundle_path = Path(bundle_path) if bundle_path else sample_bundle_path()
         self.threads = threads
+        self.device = device       # auto / cpu / cuda / mps (core.models.device), resolved when built
         self._network = None
         self._lock = threading.Lock()
 
@@ -71,10 +72,16 @@ class ClickUNetEngine(InteractiveEngine):
                 and (self.bundle_path / "models" / "model.pt").is_file())
 
     def network(self):
-        """The network in eval mode on the CPU, built once per engine."""
+        """The network in eval mode on the engine's device, built once per engine.
+
+        Raises:
+            ModelError: a forced device this machine lacks (as ``choose_device``), or bad weights.
+        """
+        from ..models.device import choose_device
+
         with self._lock:
             if self._network is None:
-                self._network = load_network(self.bundle_path)
+                self._network = load_network(self.bundle_path).to(choose_device(self.device))
         return self._network
 
     def segment(self, image: np.ndarray, spacing_xyz, prompts: Prompts) -> np.ndarray:
@@ -147,8 +154,9 @@ class ClickUNetEngine(InteractiveEngine):
         block = sample(image, cube, spacing_zyx)
         inputs = network_input(block, cube.to_cube(positive, spacing_zyx), cube.to_cube(negative, spacing_zyx))
         network = self.network()
+        device = next(network.parameters()).device
         with torch.inference_mode(), _threads(self.threads):
-            logits = network(torch.from_numpy(inputs)[None])[0, 0].numpy()
+            logits = network(torch.from_numpy(inputs)[None].to(device))[0, 0].float().cpu().numpy()
         return paste(1.0 / (1.0 + np.exp(-logits)), cube, image.shape, spacing_zyx)
 
 

@@ -13,7 +13,7 @@ from .prompts import Prompts
 from .random_walk import RandomWalkEngine
 
 
-def available_engines() -> dict[str, InteractiveEngine]:
+def available_engines(device: str = "auto") -> dict[str, InteractiveEngine]:
     """Every engine, by name, best first (the first that fits an image is its default).
 
     The model-free random walker fits every image and comes first: measured with the simulated user
@@ -23,7 +23,7 @@ def available_engines() -> dict[str, InteractiveEngine]:
     engine list) until a better-trained one beats the walker; moving it first makes it the default
     for 3D images (the walker stays the fallback for 2D images and a missing model).
     """
-    engines = [RandomWalkEngine(), _shared(ClickUNetEngine)]
+    engines = [RandomWalkEngine(), _shared(ClickUNetEngine, device)]
     return {engine.name: engine for engine in engines}
 
 
@@ -32,14 +32,15 @@ def choose_engine(image: np.ndarray, spacing_xyz, name: str | None = None, *, tr
     """The engine called ``name``, or the best one that fits the image when ``name`` is None.
 
     A ``name`` that is no built-in engine may name an interactive Model Zoo bundle (registry name or
-    folder: DeepEdit- or VISTA3D-style, :mod:`.zoo`; ``trusted``, ``device`` and ``label`` are for those)
+    folder: DeepEdit- or VISTA3D-style, :mod:`.zoo`; ``trusted`` and ``label`` are for those; ``device``
+    for those and the click-conditioned U-Net)
     or a version of the shipped click-conditioned model (a bundle whose task is ``interactive``, such
     as a fine-tuned ``STORE/models/interactive_unet/v001`` or ``STORE@current``).
 
     Raises:
         MedvisionError: no engine or interactive bundle of that name, or it does not fit the image.
     """
-    engines = available_engines()
+    engines = available_engines(device)
     if name is None:
         return next(engine for engine in engines.values() if engine.fits(image, spacing_xyz))
     if name not in engines:
@@ -64,7 +65,7 @@ def _zoo_engine(name: str, engines: dict, trusted: bool, device: str, label: str
             raise  # a folder that is no readable model: its own message says why
         raise MedvisionError(f"no interactive engine or model called '{name}'; {choices}") from None
     if engine is None and getattr(model_of(name, trusted), "task", None) == "interactive":
-        return click_unet_at(name, trusted)
+        return click_unet_at(name, trusted, device)
     if engine is None:
         raise MedvisionError(f"'{name}' is a model but not an interactive one (no click guidance, no point "
                              f"prompts in its config); {choices}")
@@ -78,7 +79,7 @@ def model_of(name: str, trusted: bool = False):
     return find_model(name, trusted=trusted)
 
 
-def click_unet_at(name: str, trusted: bool = False) -> InteractiveEngine:
+def click_unet_at(name: str, trusted: bool = False, device: str = "auto") -> InteractiveEngine:
     """The click-conditioned engine on the bundle ``name`` names (a version of the shipped model),
     one per bundle folder and weights file, so its network is built once per process.
 
@@ -90,9 +91,9 @@ def click_unet_at(name: str, trusted: bool = False) -> InteractiveEngine:
     model.check_trust()
     path = Path(model.path).resolve()
     weights = path / "models" / "model.pt"
-    key = (str(path), weights.stat().st_mtime_ns if weights.is_file() else None)
+    key = (str(path), weights.stat().st_mtime_ns if weights.is_file() else None, device)
     if key not in _VERSIONS:
-        engine = ClickUNetEngine(path)
+        engine = ClickUNetEngine(path, device=device)
         engine.name = str(name)
         _VERSIONS[key] = engine
     return _VERSIONS[key]
@@ -120,12 +121,12 @@ def segment_prompts(image: np.ndarray, spacing_xyz, prompts: Prompts, engine: st
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
-_SHARED: dict[type, InteractiveEngine] = {}
+_SHARED: dict[tuple, InteractiveEngine] = {}
 _VERSIONS: dict[tuple, InteractiveEngine] = {}
 
 
-def _shared(kind: type) -> InteractiveEngine:
-    """One instance per engine class, so its network is built once per process."""
-    if kind not in _SHARED:
-        _SHARED[kind] = kind()
-    return _SHARED[kind]
+def _shared(kind: type, device: str) -> InteractiveEngine:
+    """One instance per engine class and device, so its network is built once per process."""
+    if (kind, device) not in _SHARED:
+        _SHARED[(kind, device)] = kind(device=device)
+    return _SHARED[(kind, device)]

@@ -14,6 +14,11 @@ import numpy as np
 from ..errors import MedvisionError
 
 
+#: The message for prompts without a positive click or a box.
+ONLY_NEGATIVE = ("only negative clicks: give at least one positive click (+) inside the structure "
+                 "(or a box around it)")
+
+
 class PromptError(MedvisionError):
     """Clicks or a box that cannot prompt a segmentation (outside the image, no positive click...)."""
 
@@ -77,8 +82,7 @@ class Prompts:
                                       f"{_itk(self.box[0])}-{_itk(self.box[1])}: the structure is inside the box, "
                                       "so click inside it (or redraw the box)")
         if not len(self.positive) and self.box is None:
-            raise PromptError("only negative clicks: give at least one positive click (+) inside the structure "
-                              "(or a box around it)")
+            raise PromptError(ONLY_NEGATIVE)
         return self
 
 
