@@ -150,3 +150,17 @@ def test_finetune_drives_the_interactive_model_with_simulated_clicks(tmp_path, m
     assert json.loads((tmp_path / "new" / "docs" / "version.json").read_text())["validation"].startswith("Dice")
     engine = ClickUNetEngine(tmp_path / "new")
     assert engine.fits(case.image.array, case.image.spacing) and engine.network() is not None
+
+
+def test_the_engine_is_built_on_the_device_asked_for():
+    import torch
+
+    from napari_medvision.core.errors import ModelError
+    from napari_medvision.core.interactive.engine import available_engines
+
+    assert next(ClickUNetEngine(device="cpu").network().parameters()).device.type == "cpu"
+    assert available_engines("cpu")[NAME] is not available_engines("auto")[NAME]   # one per device
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: forcing cuda would build there")
+    with pytest.raises(ModelError, match="CUDA"):
+        ClickUNetEngine(device="cuda").network()
