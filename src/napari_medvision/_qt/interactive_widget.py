@@ -28,7 +28,7 @@ from ..core.backend import shared_backend
 from ..core.backend.transfer import Shared
 from ..core.errors import MedvisionError
 from ..core.interactive import Prompts, available_engines, slice_tools
-from ..core.interactive.prompts import ONLY_NEGATIVE, PromptError
+from ..core.interactive.prompts import PromptError
 from ..core.interactive.job import SEGMENT
 from .._napari.layers import geometry_metadata, layer_volume
 from .box_prompt import BOX_LAYER, add_box_layer, box_from_shapes, box_layer
@@ -198,14 +198,14 @@ class InteractiveWidget(QWidget):
         image_layer = self._layer(self.image_combo, Image)
         try:
             prompts = self.prompts()
-            if len(prompts.negative) and not len(prompts.positive) and prompts.box is None:
-                raise PromptError(ONLY_NEGATIVE)
+            if image_layer is None or (not prompts.clicks and prompts.box is None):
+                self._drop_preview("")
+                return None
+            volume = layer_volume(image_layer)
+            prompts.check(volume.shape)   # only negative clicks, outside the image: here, not in the worker
         except PromptError as exc:   # nothing runs, and no stale preview is left to accept
             self._drop_preview("not run: no layer was changed")
             report_error(exc)
-            return None
-        if image_layer is None or (not len(prompts.positive) and prompts.box is None):
-            self._drop_preview("")
             return None
         try:
             options = self.bundle_engines.job_options()
@@ -213,7 +213,6 @@ class InteractiveWidget(QWidget):
             self.status.setText("not run: no layer was changed")
             report_error(exc)
             return None
-        volume = layer_volume(image_layer)
         engine = options.pop("engine", None if self.engine_combo.currentIndex() == 0 else
                              self.engine_combo.currentText())
         if options:   # a bundle: it may reorient, so it gets the image's geometry
