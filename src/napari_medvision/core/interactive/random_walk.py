@@ -177,6 +177,16 @@ def _relative_prior(work, positive, negative, sides, models, spacing) -> np.ndar
         return _prior(work, models)
     background = np.concatenate(background)
     foreground = np.concatenate([_ball(work, p, spacing) for p in positive])
+    if sides.sum() < foreground.size:
+        # Too few background voxels to be a density (the crop is the whole image and only a few
+        # negative clicks say what the background is): a tissue like neither the structure nor
+        # those clicks would be undecided (f and b both ~0) and the structure leaked into it.
+        return np.minimum(_ratio(work, foreground, background, spread), _prior(work, models))
+    return _ratio(work, foreground, background, spread)
+
+
+def _ratio(work, foreground, background, spread) -> np.ndarray:
+    """``f / (f + b)`` per voxel of ``work``, from smoothed histograms of the two samples."""
     lo, hi = float(work.min()) - 3 * spread, float(work.max()) + 3 * spread
     width = max(spread / 4, (hi - lo) / MAX_BINS)   # an image of flat regions has a spread near 0
     edges = np.arange(lo, hi + width, width)
