@@ -164,3 +164,29 @@ def test_the_engine_is_built_on_the_device_asked_for():
         pytest.skip("this machine has a CUDA GPU: forcing cuda would build there")
     with pytest.raises(ModelError, match="CUDA"):
         ClickUNetEngine(device="cuda").network()
+
+
+def test_confident_logits_give_a_mask_without_overflow_warnings():
+    """A well-trained network gives logits far past +-100 (exp overflowed and warned)."""
+    import warnings
+
+    import torch
+
+    from napari_medvision.core.interactive.cube import Cube
+
+    class Confident(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(1000.0))
+
+        def forward(self, x):
+            return self.scale * (x[:, 2:3] - 0.5)   # +1000 at the positive click, -500 elsewhere
+
+    engine = ClickUNetEngine()
+    engine._network = Confident().eval()
+    image = np.zeros((16, 32, 32), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        box, values = engine.predict(image, np.array([2.0, 1.0, 1.0]), Cube((8.0, 16.0, 16.0), 24.0),
+                                     np.array([[8, 16, 16]]), np.zeros((0, 3), int))
+    assert values.max() > 0.99 and values.min() < 0.01 and values[8 - box[0].start, 16 - box[1].start, 16 - box[2].start] > 0.5

@@ -150,6 +150,7 @@ class ClickUNetEngine(InteractiveEngine):
     def predict(self, image, spacing_zyx, cube: Cube, positive, negative):
         """One pass: ``(footprint slices, probability on the footprint)``."""
         import torch
+        from scipy.special import expit
 
         block = sample(image, cube, spacing_zyx)
         inputs = network_input(block, cube.to_cube(positive, spacing_zyx), cube.to_cube(negative, spacing_zyx))
@@ -157,7 +158,7 @@ class ClickUNetEngine(InteractiveEngine):
         device = next(network.parameters()).device
         with torch.inference_mode(), _threads(self.threads):
             logits = network(torch.from_numpy(inputs)[None].to(device))[0, 0].float().cpu().numpy()
-        return paste(1.0 / (1.0 + np.exp(-logits)), cube, image.shape, spacing_zyx)
+        return paste(expit(logits), cube, image.shape, spacing_zyx)   # no overflow for large logits
 
 
 def load_network(bundle_path: Path):
