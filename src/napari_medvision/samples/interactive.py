@@ -63,8 +63,8 @@ def bundle_config() -> tuple[dict, dict]:
     return inference, metadata
 
 
-def train_interactive_sample(output: str | Path, *, cases: int = 8, seed: int = 0, epochs: int = 60,
-                             steps_per_epoch: int = 50, batch: int = 2, max_minutes: float = 35.0,
+def train_interactive_sample(output: str | Path, *, cases: int = 8, seed: int = 0, epochs: int = 400,
+                             steps_per_epoch: int = 50, batch: int = 2, max_minutes: float = 90.0,
                              device: str = "auto", real_data: Path | None = None,
                              threads: int = 2, evaluate: bool = True) -> Generator[object, None, dict]:
     """Train the interactive sample into the bundle folder ``output``; yields progress strings.
