@@ -102,4 +102,4 @@ def add_interact_command(commands) -> None:
     interact.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     interact.add_argument("--output", required=True, help="0/1 label image (.nii.gz/.nrrd/.mha)")
     interact.add_argument("--json", action="store_true")
-    interact.set_defaults(run=cmd_interact)
+    interact.set_defaults(run=cmd_interact, exit_at_once=True, defer_imports=True)

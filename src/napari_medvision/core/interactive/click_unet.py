@@ -100,9 +100,7 @@ class ClickUNetEngine(InteractiveEngine):
             if better is None or not _differs(cube, better, spacing_zyx):
                 break
             cube = better
-        mask = np.zeros(image.shape, bool)
-        mask[box] = values > 0.5
-        return _finish(mask, positive, prompts)
+        return _finish(box, values > 0.5, image.shape, positive, prompts)
 
     def search_scale(self, image, spacing_zyx, prompts: Prompts) -> Cube:
         """The cube for clicks that give no size: of :data:`SCALES`, the largest one whose answer
@@ -220,21 +218,37 @@ def _piece(mask: np.ndarray, positive) -> np.ndarray:
     return np.isin(labels, list(keep)) if keep else np.zeros(mask.shape, bool)
 
 
-def _finish(mask: np.ndarray, positive, prompts: Prompts) -> np.ndarray:
-    """Clicks enforced, holes filled, only the pieces that hold a positive click (uint8)."""
+def _finish(box, footprint: np.ndarray, shape, positive, prompts: Prompts) -> np.ndarray:
+    """The mask on the scan's grid (uint8): ``footprint`` (the network's answer on the slices ``box``)
+    with the clicks enforced, holes filled, only the pieces that hold a positive click.
+
+    All of it runs on the region around the footprint and the positive clicks, padded by one voxel,
+    not on the whole scan: the same result (outside that region the mask is empty, so a hole can not
+    reach past it), and on a 512x512x200 CT the whole-scan hole filling alone took 1.9 s of a 3.2 s click.
+    """
     from scipy import ndimage
 
-    mask = mask.copy()
-    mask[tuple(np.asarray(prompts.negative, int).reshape(-1, 3).T)] = False
-    mask[tuple(np.asarray(positive, int).reshape(-1, 3).T)] = True
+    positive = np.asarray(positive, int).reshape(-1, 3)
+    low = np.minimum([s.start for s in box], positive.min(0)) - 1
+    high = np.maximum([s.stop for s in box], positive.max(0) + 1) + 1
+    region = tuple(slice(int(a), int(b)) for a, b in zip(np.maximum(low, 0), np.minimum(high, shape)))
+    start = np.array([s.start for s in region])
+    mask = np.zeros([s.stop - s.start for s in region], bool)
+    mask[tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(box, region))] = footprint
+    negative = np.asarray(prompts.negative, int).reshape(-1, 3) - start
+    negative = negative[np.all((negative >= 0) & (negative < mask.shape), axis=1)]
+    mask[tuple(negative.T)] = False
+    mask[tuple((positive - start).T)] = True
     if prompts.box is not None:
-        outside = np.ones(mask.shape, bool)
-        outside[tuple(slice(a, b + 1) for a, b in zip(prompts.box[0], prompts.box[1]))] = False
-        mask[outside] = False
+        inside = np.zeros(mask.shape, bool)
+        inside[tuple(slice(max(a - o, 0), max(b + 1 - o, 0)) for a, b, o in zip(prompts.box[0], prompts.box[1], start))] = True
+        mask &= inside
     mask = ndimage.binary_fill_holes(mask)
     labels, _ = ndimage.label(mask)
-    keep = {int(labels[tuple(p)]) for p in np.asarray(positive, int).reshape(-1, 3)} - {0}
-    return np.isin(labels, list(keep)).astype(np.uint8)
+    keep = {int(labels[tuple(p)]) for p in positive - start} - {0}
+    out = np.zeros(shape, np.uint8)
+    out[region] = np.isin(labels, list(keep))
+    return out
 
 
 def _box_centre(prompts: Prompts) -> np.ndarray:
