@@ -15,9 +15,10 @@ tumour and the prostate scan's labels 1-8 (so brain1 is marked "trained on"); br
 prostate label 9 are held out; phantom livers, kidneys and lesions of other seeds were targets, the
 spleen never was. The table prints every engine side by side, with the load average of the machine.
 
-Run (``--quick`` for a smaller phantom set):
+Run (``--quick`` for a smaller phantom set; ``--large`` for seconds per click on a CT phantom of
+512x512x200 voxels, the size of a diagnostic abdominal CT, at most 8 clicks):
 
-    PYTHONPATH=src .venv/bin/python benchmarks/interactive.py [--engine NAME] [--quick]
+    PYTHONPATH=src .venv/bin/python benchmarks/interactive.py [--engine NAME] [--quick | --large]
 """
 
 from __future__ import annotations
@@ -69,9 +70,52 @@ def phantom_structures(seeds=(0, 1, 2)):
                         yield f"phantom {modality}", f"{modality}{seed} {organ}", image, case.image.spacing, mask
 
 
+#: A CT phantom on a diagnostic grid (``--large``): 512x512x200 voxels of 0.75x0.75x1.5 mm, 52 M voxels.
+LARGE = {"seed": 5, "shape": (200, 512, 512), "spacing": (0.75, 0.75, 1.5), "max_clicks": 8}
+
+
+def large_structures():
+    """The organs and lesions of one CT phantom on a diagnostic grid (:data:`LARGE`; seed 5, unseen in
+    training): the engines' seconds per click where the scan, not the structure, is big."""
+    from napari_medvision.core.phantom import LABELS, generate_phantom
+
+    case = generate_phantom(LARGE["seed"], shape=LARGE["shape"], spacing=LARGE["spacing"], modality="CT",
+                            lesion_probability=1.0)
+    image, label = case.image.array, case.label.array
+    for organ in ("liver", "spleen", "kidney", "lesion"):
+        pieces, count = ndimage.label(label == LABELS[organ])
+        for piece in range(1, count + 1):
+            mask = pieces == piece
+            if mask.sum() >= 200:
+                yield "large CT", f"large CT {organ} {piece}", image, case.image.spacing, mask
+
+
 def _largest(mask):
     pieces, count = ndimage.label(mask)
     return pieces == (1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))) if count else mask
+
+
+def threshold_bound(image, spacing_xyz, truth, reach_mm=10.0) -> float:
+    """The best Dice an intensity threshold can give the structure: within ``reach_mm`` of it, every
+    percentile threshold (above and below, on the image and on it smoothed by a 1 mm Gaussian), the
+    connected piece that overlaps the structure most, holes filled. It knows the truth, so it bounds
+    what an engine that separates the structure by its intensity (the random walker, region growing)
+    can reach from clicks; a low bound says the boundary is not in the intensities."""
+    from napari_medvision.core.metrics import dice
+
+    spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
+    near = ndimage.distance_transform_edt(~truth, sampling=spacing_zyx) <= reach_mm
+    best = 0.0
+    for smooth in (None, 1.0 / spacing_zyx):
+        values = image.astype(np.float32) if smooth is None else ndimage.gaussian_filter(image.astype(np.float32), smooth)
+        for level in np.percentile(values[near], np.arange(1, 100)):
+            for side in (values >= level, values <= level):
+                pieces, _ = ndimage.label(near & side)
+                overlap = np.bincount(pieces[truth], minlength=1)
+                overlap[0] = 0
+                if overlap.max():
+                    best = max(best, dice(ndimage.binary_fill_holes(pieces == int(np.argmax(overlap))), truth))
+    return float(best)
 
 
 def evaluate(engine, structures, max_clicks=20):
@@ -99,10 +143,10 @@ def summary_table(engine_name, rows) -> str:
         mean = {k: float(np.mean([r[k] for r in part])) for k in ("noc85", "noc90", "dice1", "dice3", "seconds")}
         lines.append(f"{group:<12} {len(part):>3} {mean['noc85']:>7.2f} {mean['noc90']:>7.2f} {mean['dice1']:>7.3f} "
                      f"{mean['dice3']:>7.3f} {mean['seconds']:>8.2f}")
-    real = [r for r in rows if r["group"] == "real"] or rows
-    checks = [("NoC@85 <= 4 on real structures", np.mean([r["noc85"] for r in real]) <= GOALS["noc85_real"]),
-              ("Dice after 3 clicks >= 0.80 (all)", np.mean([r["dice3"] for r in rows]) >= GOALS["dice3"]),
-              ("<= 1 s per click (all)", np.mean([r["seconds"] for r in rows]) <= GOALS["seconds"])]
+    real = [r for r in rows if r["group"] == "real"]
+    checks = [("NoC@85 <= 4 on real structures", np.mean([r["noc85"] for r in real]) <= GOALS["noc85_real"])] if real else []
+    checks += [("Dice after 3 clicks >= 0.80 (all)", np.mean([r["dice3"] for r in rows]) >= GOALS["dice3"]),
+               ("<= 1 s per click (all)", np.mean([r["seconds"] for r in rows]) <= GOALS["seconds"])]
     lines += [f"goal {what:<36} {'met' if ok else 'NOT met'}" for what, ok in checks]
     return "\n".join(lines)
 
@@ -132,15 +176,27 @@ def main() -> None:
     parser.add_argument("--engine", action="append", help="engine name (default: every engine)")
     parser.add_argument("--quick", action="store_true", help="one phantom per modality")
     parser.add_argument("--real-only", action="store_true")
+    parser.add_argument("--bound", action="store_true",
+                        help="only the best Dice an intensity threshold gives each real structure (knowing the truth)")
+    parser.add_argument("--large", action="store_true",
+                        help="only the CT phantom on a diagnostic grid (512x512x200, at most 8 clicks)")
     args = parser.parse_args()
+    if args.bound:
+        for _, name, image, spacing, truth in real_structures():
+            print(f"{name:<44} {int(truth.sum()):>6} voxels  best threshold Dice "
+                  f"{threshold_bound(image, spacing, truth):.3f}", flush=True)
+        return
     engines = available_engines()
-    structures = list(real_structures())
-    if not args.real_only:
-        structures += list(phantom_structures((0,) if args.quick else (0, 1, 2)))
+    if args.large:
+        structures = list(large_structures())
+    else:
+        structures = list(real_structures())
+        if not args.real_only:
+            structures += list(phantom_structures((0,) if args.quick else (0, 1, 2)))
     results = {}
     for name in args.engine or list(engines):
         print(f"engine {name}:", file=sys.stderr, flush=True)
-        results[name] = evaluate(engines[name], structures)
+        results[name] = evaluate(engines[name], structures, max_clicks=LARGE["max_clicks"] if args.large else 20)
         print(summary_table(name, results[name]), flush=True)
     print(comparison_table(results))
 
