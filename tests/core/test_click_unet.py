@@ -235,3 +235,33 @@ def test_the_mask_is_finished_on_the_region_around_the_answer_as_on_the_whole_sc
         finished = _finish(box, footprint, shape, positive, prompts)
         assert finished.shape == shape and finished.dtype == np.uint8
         assert np.array_equal(finished.astype(bool), _finish_on_the_whole_scan(full, positive, prompts)), case
+
+
+def test_pasting_only_where_the_probability_can_pass_a_half_gives_the_same_mask():
+    """``paste(..., above=0.5)`` computes only the part of a cube's footprint near its voxels over
+    0.5 (on a big scan most of a large cube's footprint): the mask over 0.5 is the same as from the
+    whole footprint, for cubes inside the scan, cut by its edges and bigger than it."""
+    from scipy import ndimage
+
+    from napari_medvision.core.interactive.cube import Cube
+
+    rng = np.random.default_rng(1)
+    spacing_zyx = np.array([2.5, 0.7, 0.7])
+    shape = (40, 120, 110)
+    smaller = 0
+    for case in range(30):
+        grid = np.stack(np.meshgrid(*[np.arange(48)] * 3, indexing="ij"), -1)
+        blob = np.exp(-np.sum((grid - rng.uniform(0, 48, 3)) ** 2, -1) / (2 * rng.uniform(2, 15) ** 2))
+        noise = ndimage.gaussian_filter(rng.random((48, 48, 48)), 2.0) - 0.5
+        logits = rng.uniform(5, 40) * (blob * rng.uniform(0.4, 1.2) + 0.3 * noise - 0.5)   # a network's edge is sharp
+        values = (1 / (1 + np.exp(-logits))).astype(np.float32)
+        cube = Cube(tuple(float(c) for c in rng.uniform(-10, 130, 3)), float(rng.uniform(24, 200)))
+        whole_box, whole = paste(values, cube, shape, spacing_zyx)
+        box, part = paste(values, cube, shape, spacing_zyx, above=0.5)
+        expected, got = np.zeros(shape, bool), np.zeros(shape, bool)
+        expected[whole_box] = whole > 0.5
+        got[box] = part > 0.5
+        assert np.array_equal(got, expected), case
+        assert all(b.start >= w.start and b.stop <= w.stop for b, w in zip(box, whole_box))
+        smaller += np.prod([b.stop - b.start for b in box]) < np.prod([w.stop - w.start for w in whole_box])
+    assert smaller >= 10   # the part is smaller than the footprint in most cases

@@ -130,23 +130,26 @@ class ClickUNetEngine(InteractiveEngine):
         return None
 
     def refit(self, piece: np.ndarray, box, cube: Cube, shape, positive, spacing_zyx) -> Cube | None:
-        """The cube around ``piece`` (on the footprint ``box``) and the positive clicks, at least twice
-        ``cube``'s side when the piece touches a side of the footprint that is not the image's edge."""
+        """The cube around ``piece`` (on the slices ``box``) and the positive clicks, at least
+        :data:`GROW` times ``cube``'s side when the piece touches a side of the cube's footprint that
+        is not the image's edge."""
         where = np.argwhere(piece)
         if not len(where):
             return None
-        start = np.array([s.start for s in box])
-        points = np.vstack([where + start, positive])
+        where = where + np.array([s.start for s in box])
+        points = np.vstack([where, positive])
         better = cube_around(points.min(0), points.max(0), spacing_zyx)
-        stop = np.array([s.stop for s in box])
-        low = (where.min(0) == 0) & (start > 0)
-        high = (where.max(0) + start == stop - 1) & (stop < np.asarray(shape))
+        footprint = cube.footprint(shape, spacing_zyx)
+        start, stop = np.array([s.start for s in footprint]), np.array([s.stop for s in footprint])
+        low = (where.min(0) <= start) & (start > 0)
+        high = (where.max(0) >= stop - 1) & (stop < np.asarray(shape))
         if np.any(low | high):
             better = Cube(better.centre, float(min(max(better.side_mm, GROW * cube.side_mm), MAX_SIDE_MM)))
         return better
 
     def predict(self, image, spacing_zyx, cube: Cube, positive, negative):
-        """One pass: ``(footprint slices, probability on the footprint)``."""
+        """One pass: ``(slices, probability on them)``: the part of the cube's footprint where the
+        probability can exceed 0.5 (:func:`.cube.paste`), the whole footprint when it does nowhere."""
         import torch
         from scipy.special import expit
 
@@ -156,7 +159,7 @@ class ClickUNetEngine(InteractiveEngine):
         device = next(network.parameters()).device
         with torch.inference_mode(), _threads(self.threads):
             logits = network(torch.from_numpy(inputs)[None].to(device))[0, 0].float().cpu().numpy()
-        return paste(expit(logits), cube, image.shape, spacing_zyx)   # no overflow for large logits
+        return paste(expit(logits), cube, image.shape, spacing_zyx, above=0.5)   # expit: no overflow for large logits
 
 
 def load_network(bundle_path: Path):

@@ -89,13 +89,25 @@ def sample(image: np.ndarray, cube: Cube, spacing_zyx, order: int = 1) -> np.nda
                                     mode="nearest").astype(np.float32)
 
 
-def paste(values: np.ndarray, cube: Cube, shape, spacing_zyx) -> tuple[tuple[slice, ...], np.ndarray]:
-    """Cube-grid ``values`` back on the scan's grid: ``(footprint slices, values on the footprint)``.
+def paste(values: np.ndarray, cube: Cube, shape, spacing_zyx,
+          above: float | None = None) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Cube-grid ``values`` back on the scan's grid: ``(slices, values on them)``.
 
-    Linear interpolation; scan voxels outside the cube get 0.
+    Linear interpolation; scan voxels outside the cube get 0. The slices are the cube's footprint,
+    or with ``above``, only the part of it where a value can exceed ``above`` (around the cube voxels
+    over it; every scan voxel left out would be at most ``above``): for a mask, on a big scan, most
+    of a large cube's footprint need not be computed.
     """
     scale = cube.scale(spacing_zyx)
     box = cube.footprint(shape, spacing_zyx)
+    over = np.argwhere(values > above) if above is not None else np.zeros((0, 3))
+    if len(over):
+        offset = cube.offset(spacing_zyx)
+        low = np.floor(offset + (over.min(0) - 1) * scale).astype(int)
+        high = np.ceil(offset + (over.max(0) + 1) * scale).astype(int) + 1
+        low = np.clip(low, [s.start for s in box], [s.stop - 1 for s in box])
+        high = np.clip(high, low + 1, [s.stop for s in box])
+        box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
     start = np.array([s.start for s in box], float)
     inverse = 1.0 / scale
     offset = (start - cube.offset(spacing_zyx)) * inverse
