@@ -42,4 +42,4 @@ def add_rank_command(commands) -> None:
     rank.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     rank.add_argument("--trust", action="store_true", help="allow the bundle to run its own code")
     rank.add_argument("--json", action="store_true", help='print a JSON list of {"path", "score"}')
-    rank.set_defaults(run=cmd_rank)
+    rank.set_defaults(run=cmd_rank, exit_at_once=True, defer_imports=True)
