@@ -56,18 +56,13 @@ def real_structures():
 
 def phantom_structures(seeds=(0, 1, 2)):
     """Organs and lesions of CT and MR-like phantoms."""
-    from napari_medvision.core.phantom import LABELS, generate_phantom
+    from napari_medvision.core.phantom import generate_phantom
 
     for modality in ("CT", "MR"):
         for seed in seeds:
             case = generate_phantom(seed, modality=modality, lesion_probability=1.0)
-            image, label = case.image.array, case.label.array
-            for organ in ("liver", "spleen", "kidney", "lesion"):
-                pieces, count = ndimage.label(label == LABELS[organ])
-                for piece in range(1, count + 1):
-                    mask = pieces == piece
-                    if mask.sum() >= 20:
-                        yield f"phantom {modality}", f"{modality}{seed} {organ}", image, case.image.spacing, mask
+            for organ, _, mask in _pieces(case, 20):
+                yield f"phantom {modality}", f"{modality}{seed} {organ}", case.image.array, case.image.spacing, mask
 
 
 #: A CT phantom on a diagnostic grid (``--large``): 512x512x200 voxels of 0.75x0.75x1.5 mm, 52 M voxels.
@@ -77,17 +72,25 @@ LARGE = {"seed": 5, "shape": (200, 512, 512), "spacing": (0.75, 0.75, 1.5), "max
 def large_structures():
     """The organs and lesions of one CT phantom on a diagnostic grid (:data:`LARGE`; seed 5, unseen in
     training): the engines' seconds per click where the scan, not the structure, is big."""
-    from napari_medvision.core.phantom import LABELS, generate_phantom
+    from napari_medvision.core.phantom import generate_phantom
 
     case = generate_phantom(LARGE["seed"], shape=LARGE["shape"], spacing=LARGE["spacing"], modality="CT",
                             lesion_probability=1.0)
-    image, label = case.image.array, case.label.array
+    for organ, number, mask in _pieces(case, 200):
+        yield "large CT", f"large CT {organ} {number}", case.image.array, case.image.spacing, mask
+
+
+def _pieces(case, least: int):
+    """``(organ, number, mask)`` for each connected piece of a phantom's liver, spleen, kidneys and
+    lesions of at least ``least`` voxels."""
+    from napari_medvision.core.phantom import LABELS
+
     for organ in ("liver", "spleen", "kidney", "lesion"):
-        pieces, count = ndimage.label(label == LABELS[organ])
-        for piece in range(1, count + 1):
-            mask = pieces == piece
-            if mask.sum() >= 200:
-                yield "large CT", f"large CT {organ} {piece}", image, case.image.spacing, mask
+        pieces, count = ndimage.label(case.label.array == LABELS[organ])
+        for number in range(1, count + 1):
+            mask = pieces == number
+            if mask.sum() >= least:
+                yield organ, number, mask
 
 
 def _largest(mask):
