@@ -1,4 +1,4 @@
-"""What a ``medvision infer`` process imports: not MONAI's optional packages a segmentation never uses."""
+"""What a ``medvision infer`` or ``interact`` process imports: not MONAI's optional packages they never use."""
 
 from __future__ import annotations
 
@@ -51,3 +51,19 @@ def test_infer_leaves_monais_unused_optional_packages_unimported_and_labels_equa
     written = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     assert written.shape == result.labels.array.shape and len(np.unique(written)) > 1
     np.testing.assert_array_equal(written, result.labels.array)
+
+
+def test_interact_with_the_click_model_leaves_monais_unused_optional_packages_unimported(tmp_path):
+    """``medvision interact`` defers them as ``infer`` does (the random walker itself uses SciPy's and
+    scikit-image's image functions, so those two are not checked here)."""
+    image = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(make_image(shape=(20, 40, 36)), str(image))
+    done = subprocess.run([sys.executable, "-c", _RUN, "interact", "--input", str(image), "--point", "18,20,10,+",
+                           "--model", "interactive_unet", "--output", str(tmp_path / "mask.nii.gz"), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    unused = {"torchvision", "torch._dynamo", "pandas", "sklearn", "huggingface_hub", "scipy.signal",
+              "matplotlib", "matplotlib.pyplot"}
+    assert record["code"] == 0 and record["monai"] and not unused & set(record["loaded"])
+    assert sitk.ReadImage(str(tmp_path / "mask.nii.gz")).GetSize() == (36, 40, 20)
