@@ -138,6 +138,30 @@ def evaluate(engine, structures, max_clicks=20):
     return rows
 
 
+#: Box prompts (``--boxes``): the structure's extent plus a margin on each side, tight (2 mm) and loose
+#: (a quarter of its extent).
+BOXES = {"tight": lambda extent_vox, spacing_zyx: np.ceil(2.0 / spacing_zyx),
+         "loose": lambda extent_vox, spacing_zyx: np.ceil(0.25 * extent_vox)}
+
+
+def box_dice(engine, structures) -> list[dict]:
+    """Dice of the mask a box alone prompts (no click), per structure and kind of box."""
+    from napari_medvision.core.interactive.prompts import Prompts
+    from napari_medvision.core.metrics import dice
+
+    rows = []
+    for group, name, image, spacing, truth in structures:
+        where = np.argwhere(truth)
+        row = {"group": group, "name": name}
+        for kind, margin in BOXES.items():
+            pad = margin(where.max(0) - where.min(0) + 1, np.asarray(spacing, float)[::-1]).astype(int)
+            box = np.array([np.maximum(where.min(0) - pad, 0), np.minimum(where.max(0) + pad, np.array(truth.shape) - 1)])
+            row[kind] = dice(engine.segment(image, spacing, Prompts(positive=np.zeros((0, 3), int), box=box)), truth)
+        print(f"  {name:<40} box tight {row['tight']:.3f}  loose {row['loose']:.3f}", file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
 def summary_table(engine_name, rows) -> str:
     lines = [f"engine: {engine_name}", f"{'group':<12} {'n':>3} {'NoC@85':>7} {'NoC@90':>7} {'Dice@1':>7} "
              f"{'Dice@3':>7} {'s/click':>8}"]
@@ -179,6 +203,8 @@ def main() -> None:
     parser.add_argument("--engine", action="append", help="engine name (default: every engine)")
     parser.add_argument("--quick", action="store_true", help="one phantom per modality")
     parser.add_argument("--real-only", action="store_true")
+    parser.add_argument("--boxes", action="store_true",
+                        help="Dice from a box alone (tight: extent + 2 mm; loose: + a quarter of the extent)")
     parser.add_argument("--bound", action="store_true",
                         help="only the best Dice an intensity threshold gives each real structure (knowing the truth)")
     parser.add_argument("--large", action="store_true",
@@ -196,6 +222,15 @@ def main() -> None:
         structures = list(real_structures())
         if not args.real_only:
             structures += list(phantom_structures((0,) if args.quick else (0, 1, 2)))
+    if args.boxes:
+        print(f"{'dataset':<12} {'engine':<16} {'n':>3} {'box tight':>10} {'box loose':>10}")
+        for name in args.engine or list(engines):
+            rows = box_dice(engines[name], structures)
+            for group in dict.fromkeys(r["group"] for r in rows):
+                part = [r for r in rows if r["group"] == group]
+                print(f"{group:<12} {name:<16} {len(part):>3} {np.mean([r['tight'] for r in part]):>10.3f} "
+                      f"{np.mean([r['loose'] for r in part]):>10.3f}", flush=True)
+        return
     results = {}
     for name in args.engine or list(engines):
         print(f"engine {name}:", file=sys.stderr, flush=True)

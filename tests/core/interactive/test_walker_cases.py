@@ -105,3 +105,26 @@ def test_negative_click_in_a_whole_image_structure_does_not_leak_into_a_third_ti
     after = engine.segment(image, spacing[::-1], Prompts(positive=[(6, 2, 2)], negative=[(6, 24, 18)]))
     assert dice(before, structure) > 0.9
     assert dice(after, structure) > 0.9 and not (after & third).sum() > 0.05 * third.sum()
+
+
+def _fine_ct_lesion(seed=0):
+    """A fine, noisy CT grid (0.75 x 0.75 x 1.5 mm, noise 20 HU): a 9 mm lesion 35 HU darker than
+    its organ, with a darker core, and the lesion's box (its extent plus 2 mm)."""
+    shape, spacing = (24, 64, 64), (1.5, 0.75, 0.75)
+    organ = _ellipsoid(shape, spacing, (18, 24, 24), (30, 30, 30))
+    lesion = _ellipsoid(shape, spacing, (18, 24, 24), (4.5, 4.5, 4.5))
+    core = _ellipsoid(shape, spacing, (18, 24, 24), (2.0, 2.0, 2.0))
+    image = -100.0 + 200 * organ - 35 * lesion - 20 * core
+    image = ndimage.gaussian_filter(image, (0.5, 1.0, 1.0)) + np.random.default_rng(seed).normal(0, 20, shape)
+    where, pad = np.argwhere(lesion), np.array([1, 3, 3])
+    box = np.array([where.min(0) - pad, where.max(0) + pad])
+    return image.astype(np.int16), spacing[::-1], lesion, box
+
+
+def test_a_box_around_a_small_noisy_lesion_in_an_organ_gives_the_lesion():
+    # Seeded only at the box's centre, the walker's bias against the background all round the box
+    # gave the lesion's core (Dice 0.21 for seed 0); the box's middle third is structure seed now.
+    for seed in range(3):
+        image, spacing, lesion, box = _fine_ct_lesion(seed)
+        mask = RandomWalkEngine().segment(image, spacing, Prompts(positive=np.zeros((0, 3), int), box=box))
+        assert dice(mask, lesion) > 0.75, (seed, dice(mask, lesion))
