@@ -91,8 +91,6 @@ class RandomWalkEngine(InteractiveEngine):
         sides = seeds == 2
         sides[tuple(to_work(negative).T)] = False
         _grow_first_seed(seeds, work, to_work(positive[:1])[0], models[0])
-        if box is not None:
-            _seed_box_core(seeds, to_work(box))
         unlike = np.array([p for p in negative if not _alike(block[tuple(p)], models[:1])]).reshape(-1, 3)
         prior = _relative_prior(work, to_work(positive[:1]), to_work(unlike), sides, models[:1], work_spacing)
         for model, point, reach in zip(models[1:], points[1:], _model_reach(points, negative, spacing_zyx)):
@@ -117,7 +115,8 @@ class RandomWalkEngine(InteractiveEngine):
         """Walker labels on the working grid: 1 structure, 2 background, 0 unknown.
 
         The crop's sides inside the image are background; a side on the image's edge is not (a
-        structure cut by the field of view, or filling a small image, reaches it).
+        structure cut by the field of view, or filling a small image, reaches it). With a box,
+        everything outside it is background and its middle third structure (:func:`_seed_box_core`).
         """
         seeds = np.zeros(shape, np.uint8)
         for axis, (low, high) in enumerate(open_sides):
@@ -133,6 +132,8 @@ class RandomWalkEngine(InteractiveEngine):
             seeds[tuple(point)] = 2
         for point in positive:
             seeds[tuple(point)] = 1
+        if box is not None:
+            _seed_box_core(seeds, box)
         return seeds
 
 
