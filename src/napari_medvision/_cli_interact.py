@@ -10,20 +10,40 @@ import time
 from ._cli_util import _warn
 
 
-def click(text: str) -> tuple[int, int, int, bool]:
-    """``X,Y,Z,SIGN`` (SimpleITK voxel index, ``+`` or ``-``) for argparse."""
+def click(text: str) -> tuple[int, int, int | None, bool]:
+    """``X,Y,Z,SIGN`` (SimpleITK voxel index, ``+`` or ``-``) for argparse; ``X,Y,SIGN`` on a 2D
+    image (z None: :func:`planar` checks the image is 2D)."""
     parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 4 or parts[3] not in ("+", "-"):
-        raise argparse.ArgumentTypeError(f"expected X,Y,Z,SIGN with SIGN + or -, like 120,88,14,+ (not '{text}')")
-    return (*_whole_numbers(parts[:3], text), parts[3] == "+")
+    if len(parts) not in (3, 4) or parts[-1] not in ("+", "-"):
+        raise argparse.ArgumentTypeError(f"expected X,Y,Z,SIGN with SIGN + or -, like 120,88,14,+ "
+                                         f"(X,Y,SIGN on a 2D image; not '{text}')")
+    numbers = _whole_numbers(parts[:-1], text)
+    return (*numbers, None, parts[-1] == "+") if len(numbers) == 2 else (*numbers, parts[-1] == "+")
 
 
 def box(text: str) -> tuple[int, ...]:
-    """``X0,Y0,Z0,X1,Y1,Z1`` (two opposite corners, SimpleITK voxel indices) for argparse."""
+    """``X0,Y0,Z0,X1,Y1,Z1`` (two opposite corners, SimpleITK voxel indices) for argparse;
+    ``X0,Y0,X1,Y1`` on a 2D image (z None)."""
     parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 6:
-        raise argparse.ArgumentTypeError(f"expected X0,Y0,Z0,X1,Y1,Z1 (six voxel indices), not '{text}'")
-    return _whole_numbers(parts, text)
+    if len(parts) not in (4, 6):
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,Z0,X1,Y1,Z1 (six voxel indices; X0,Y0,X1,Y1 on a "
+                                         f"2D image), not '{text}'")
+    numbers = _whole_numbers(parts, text)
+    return (*numbers[:2], None, *numbers[2:], None) if len(numbers) == 4 else numbers
+
+
+def planar(points, box_xyz, dimension: int):
+    """The clicks and box with a z of 0 where they gave only x and y, which only a 2D image allows.
+
+    Raises:
+        PromptError: a click or box without z on a 3D image.
+    """
+    from .core.interactive.prompts import PromptError
+
+    if dimension == 3 and (any(p[2] is None for p in points) or (box_xyz is not None and None in box_xyz)):
+        raise PromptError("the image is 3D: give each click as X,Y,Z,SIGN (and a box as X0,Y0,Z0,X1,Y1,Z1)")
+    points = [(x, y, 0 if z is None else z, sign) for x, y, z, sign in points]
+    return points, None if box_xyz is None else tuple(0 if v is None else v for v in box_xyz)
 
 
 def attach_click_values(argv: list[str]) -> list[str]:
@@ -62,7 +82,8 @@ def cmd_interact(args) -> int:
     volume = read_volume(args.input)
     _warn(volume.warnings)
     dimension = 2 if volume.metadata.get("dimension") == 2 else 3
-    prompts = prompts_from_itk(args.point or [], args.box, dimension=dimension).check(volume.shape)
+    points, box_xyz = planar(args.point or [], args.box, dimension)
+    prompts = prompts_from_itk(points, box_xyz, dimension=dimension).check(volume.shape)
     engine = choose_engine(volume.array, volume.spacing, args.model, trusted=args.trust, device=args.device,
                            label=args.label)
     start = time.perf_counter()
@@ -91,9 +112,10 @@ def add_interact_command(commands) -> None:
     interact.add_argument("--input", required=True, help="image file or DICOM series folder")
     interact.add_argument("--point", action="append", type=click, metavar="X,Y,Z,SIGN",
                           help="voxel index as SimpleITK indexes the input; SIGN + (inside) or - (not part of it); "
-                               "repeat for more clicks (a box alone also prompts a mask)")
+                               "repeat for more clicks (a box alone also prompts a mask); X,Y,SIGN on a 2D image")
     interact.add_argument("--box", type=box, metavar="X0,Y0,Z0,X1,Y1,Z1",
-                          help="two opposite corners of a box around the structure (+ clicks lie inside it)")
+                          help="two opposite corners of a box around the structure (+ clicks lie inside it); "
+                               "X0,Y0,X1,Y1 on a 2D image")
     interact.add_argument("--model", help="interactive engine, or an interactive bundle (DeepEdit- or VISTA3D-style: "
                                           "registry name or folder); default: the best engine for the image")
     interact.add_argument("--label", help="DeepEdit bundle of several structures: the label name the clicks are for "

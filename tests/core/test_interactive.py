@@ -140,6 +140,25 @@ def test_cli_interact_2d_image_with_3d_click(tmp_path):
     assert result.returncode == 2 and "2D" in result.stderr
 
 
+def test_cli_interact_2d_clicks_may_leave_z_out_but_3d_ones_may_not(tmp_path):
+    yy, xx = np.mgrid[:40, :60]
+    disc = (yy - 20) ** 2 + (xx - 30) ** 2 < 81
+    sitk.WriteImage(sitk.GetImageFromArray((180 * disc).astype(np.uint8)), str(tmp_path / "xray.png"))
+    masks = []
+    for point, box in (("30,20,+", "18,8,42,32"), ("30,20,0,+", "18,8,0,42,32,0")):
+        out = tmp_path / f"m{len(masks)}.mha"
+        result = medvision("interact", "--input", tmp_path / "xray.png", "--point", point, "--point", "2,2,-",
+                           "--box", box, "--output", out)
+        assert result.returncode == 0, result.stderr
+        masks.append(sitk.GetArrayFromImage(sitk.ReadImage(str(out))).astype(bool))
+    assert np.array_equal(masks[0], masks[1]) and dice(masks[0], disc) > 0.85
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16)), str(tmp_path / "scan.mha"))
+    for extra in (["--point", "3,3,+"], ["--box", "1,1,5,5"]):
+        result = medvision("interact", "--input", tmp_path / "scan.mha", *extra, "--output", tmp_path / "m.mha")
+        assert result.returncode == 2 and "the image is 3D" in result.stderr and len(result.stderr.splitlines()) == 1
+        assert not (tmp_path / "m.mha").exists()
+
+
 def test_cli_interact_a_box_alone_and_an_existing_output_survives_an_error(tmp_path):
     image, left, _ = blobs(neck=False)
     sitk.WriteImage(sitk.GetImageFromArray(image.astype(np.int16)), str(tmp_path / "scan.nrrd"))
