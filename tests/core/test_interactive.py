@@ -51,6 +51,20 @@ def test_box_keeps_the_mask_inside_it():
     assert not mask[:, :, 25:].any() and dice(mask, left) > 0.85
 
 
+def test_clicks_farther_apart_than_the_crop_cap_are_all_in_it():
+    """Two + clicks 390 voxels apart on a bar (the walker's crop is capped at 256 voxels per axis
+    around the clicks): both lie in the mask, none wraps round; a far - click is left out, not misplaced."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(0, 10, (20, 40, 400)).astype(np.float32)
+    image[5:15, 10:30, :] += 200
+    bar = np.zeros(image.shape, bool)
+    bar[5:15, 10:30, :] = True
+    both = segment_prompts(image, (1, 1, 1), Prompts(positive=[(10, 20, 5), (10, 20, 395)]), RW)
+    assert both[10, 20, 5] and both[10, 20, 395] and dice(both, bar) > 0.9
+    apart = segment_prompts(image, (1, 1, 1), Prompts(positive=[(10, 20, 5)], negative=[(10, 20, 395)]), RW)
+    assert apart[10, 20, 5] and not apart[10, 20, 395] and apart[bar].mean() > 0.5 and not apart[~bar].any()
+
+
 def test_phantom_organ_improves_over_three_simulated_clicks():
     from napari_medvision.core.interactive.simulate import simulate_session
     from napari_medvision.core.phantom import LABELS, generate_phantom
@@ -66,6 +80,7 @@ def test_phantom_organ_improves_over_three_simulated_clicks():
     (Prompts(negative=[(1, 1, 1)]), "only negative clicks"),
     (Prompts(positive=[(2, 2, 2)], box=[(1, 1, 1), (5, 1, 5)]), "zero size along y"),
     (Prompts(positive=[(2, 2, 2)], box=[(1, 1, 1), (5, 9, 50)]), "reaches outside"),
+    (Prompts(positive=[(1, 2, 3), (2, 2, 2)], negative=[(2, 2, 2)]), "has both a \\+ and a - click"),
 ])
 def test_bad_prompts_are_refused(prompts, message):
     with pytest.raises(PromptError, match=message):

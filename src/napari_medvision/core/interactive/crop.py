@@ -87,7 +87,7 @@ def choose_crop(image: np.ndarray, spacing_zyx, prompts: Prompts, centre: float,
                 else:
                     hi[axis] = max(hi[axis], point[axis] + run)
     extra = np.ceil((hi - lo) * 0.15).astype(int)
-    return _limit(lo - margin - extra, hi + margin + extra, points, image.shape)
+    return _limit(lo - margin - extra, hi + margin + extra, points, prompts.positive, image.shape)
 
 
 def _ray_length(image, point, axis, sign, reach, centre, band) -> int:
@@ -118,10 +118,16 @@ def grow_crop(crop, mask: np.ndarray, shape, spacing_zyx) -> tuple[slice, slice,
     return grown if grown != tuple(crop) else None
 
 
-def _limit(lo, hi, points, shape):
+def _limit(lo, hi, points, positive, shape):
+    """At most :data:`MAX_CROP_VOXELS` per axis around the clicks, but always every positive click
+    (clicks farther apart make a bigger crop: the engines' working grids bound the cost). A negative
+    click outside the crop is left out."""
+    positive = np.asarray(positive).reshape(-1, 3)
     middle = (points.min(0) + points.max(0)) // 2
     half = MAX_CROP_VOXELS // 2
-    return _clip(np.maximum(lo, middle - half), np.minimum(hi, middle + half), shape)
+    lo = np.minimum(np.maximum(lo, middle - half), positive.min(0))
+    hi = np.maximum(np.minimum(hi, middle + half), positive.max(0))
+    return _clip(lo, hi, shape)
 
 
 def _clip(lo, hi, shape) -> tuple[slice, slice, slice]:

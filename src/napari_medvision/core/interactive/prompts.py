@@ -59,8 +59,8 @@ class Prompts:
         """Refuse prompts that do not fit an array of ``shape`` ``(z, y, x)``; returns self.
 
         Raises:
-            PromptError: a click or box corner outside the image, a box of zero size, a
-                positive click outside the box, or no positive click and no box.
+            PromptError: a click or box corner outside the image, a voxel with both a + and a -
+                click, a box of zero size, a positive click outside the box, or no positive click and no box.
         """
         shape = np.asarray(shape)
         for kind, points in (("positive", self.positive), ("negative", self.negative)):
@@ -68,6 +68,10 @@ class Prompts:
                 if np.any(point < 0) or np.any(point >= shape):
                     raise PromptError(f"the {kind} click at {_itk(point)} (x,y,z) lies outside the image, "
                                       f"whose voxel indices run 0..{_itk(shape - 1)}: click inside it")
+        both = {tuple(p) for p in self.positive.tolist()} & {tuple(p) for p in self.negative.tolist()}
+        if both:
+            raise PromptError(f"the voxel {_itk(min(both))} (x,y,z) has both a + and a - click: "
+                              "remove one of them")
         if self.box is not None:
             if np.any(self.box[0] < 0) or np.any(self.box[1] >= shape):
                 raise PromptError(f"the box {_itk(self.box[0])}-{_itk(self.box[1])} (x,y,z) reaches outside "
