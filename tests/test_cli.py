@@ -126,6 +126,19 @@ def test_infer_user_errors(tmp_path):
         assert needle in result.stderr and "Traceback" not in result.stderr
 
 
+def test_infer_and_interact_never_write_over_their_input_study(tmp_path):
+    from tests.bundles import unet_bundle
+
+    image = tmp_path / "ct.mha"
+    sitk.WriteImage(make_image(), str(image))
+    before = image.read_bytes()
+    for args in (["infer", "--model", unet_bundle(tmp_path / "u"), "--input", image, "--output", tmp_path / "." / "ct.mha"],
+                 ["interact", "--input", image, "--point", "3,3,3,+", "--output", image]):
+        result = medvision(*args)
+        assert result.returncode == 2 and "it is the input study" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and image.read_bytes() == before
+
+
 def test_models_json_lists_user_models(tmp_path):
     import os
 

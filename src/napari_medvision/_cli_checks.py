@@ -74,15 +74,16 @@ def check_input(path: str) -> None:
         raise UnreadableFileError(f"'{path}' does not exist")
 
 
-def check_infer_output(output: str | None, task: str) -> None:
-    """The --output of ``infer`` could be written: its ending fits the task, its folder is writable."""
+def check_infer_output(output: str | None, task: str, inputs=()) -> None:
+    """The --output of ``infer`` could be written: its ending fits the task, its folder is writable,
+    it is none of the ``inputs``."""
     if output is None:
         return
     from .core.io import WRITE_EXTENSIONS, check_destination
 
     if task == "detection" and not output.lower().endswith(".json"):
         raise MedvisionError("a detection result is a list of boxes: give --output a .json file name")
-    check_destination(output, (".json",) if task == "detection" else WRITE_EXTENSIONS)
+    check_destination(output, (".json",) if task == "detection" else WRITE_EXTENSIONS, inputs=tuple(inputs))
 
 
 def checked_store(folder: str):

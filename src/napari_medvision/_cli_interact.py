@@ -74,7 +74,7 @@ def cmd_interact(args) -> int:
     from .core.io import check_destination, read_volume, write_volume
 
     check_input(args.input)
-    check_destination(args.output)
+    check_destination(args.output, inputs=(args.input,))
     if args.device != "auto":   # a forced GPU this machine lacks is an error, whichever engine runs
         from .core.models.device import choose_device
 

@@ -45,7 +45,7 @@ def cmd_infer_server(args) -> int:
 
     if len(args.input) != 1:
         raise MedvisionError("a server model takes one --input study")
-    check_infer_output(args.output, "segmentation")
+    check_infer_output(args.output, "segmentation", args.input)
     backend = MonaiLabelBackend(args.server)
     client = backend.client
     record = client.check_model(args.model)

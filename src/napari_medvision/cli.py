@@ -132,7 +132,7 @@ def cmd_infer(args) -> int:
     bundle = find_model(args.model, trusted=args.trust)
     dicom_reference = infer_dicom_reference(args, bundle.task)  # --output OUT.dcm: a DICOM-SEG
     if dicom_reference is None:
-        check_infer_output(args.output, bundle.task)
+        check_infer_output(args.output, bundle.task, args.input)
     bundle.check_trust()
     if args.tta and args.no_tta:
         raise MedvisionError("--tta and --no-tta contradict each other: give one")

@@ -45,18 +45,25 @@ def extension_of(path: Path, extensions: tuple[str, ...] = WRITE_EXTENSIONS) -> 
     )
 
 
-def check_destination(path: str | Path, extensions: tuple[str, ...] = WRITE_EXTENSIONS) -> str:
+def check_destination(path: str | Path, extensions: tuple[str, ...] = WRITE_EXTENSIONS,
+                      inputs: tuple[str | Path, ...] = ()) -> str:
     """Check, before any work, that a file could be written at ``path``; returns its ending.
 
     Args:
         path: the file to be written (it may exist: it would be replaced).
         extensions: endings accepted (default: the volume formats :func:`write_volume` writes).
+        inputs: files the command reads, which it must not replace (the study).
 
     Raises:
         UnsupportedFormatError: an ending not in ``extensions``.
-        WriteError: ``path`` is a folder, or its folder is missing, not a folder, or read-only.
+        WriteError: ``path`` is a folder, or its folder is missing, not a folder, or read-only, or
+            it is one of ``inputs``.
     """
     path = Path(path)
+    for source in inputs:
+        if path.exists() and Path(source).is_file() and os.path.samefile(path, source):
+            raise WriteError(f"cannot write '{path.name}': it is the input study, which is never overwritten; "
+                             "give the output another file name")
     if path.is_dir():
         raise WriteError(f"cannot write '{path}': it is a folder; give a file name ending in "
                          + ", ".join(extensions))
