@@ -119,3 +119,21 @@ def test_a_cancel_keeps_the_best_epoch_only_when_asked(tmp_path, monkeypatch):
         written = VersionStore(root).versions()
         assert len(written) == (1 if keep else 0)
     assert written[0].record["cancelled"] is True and written[0].record["best_epoch"] == 1
+
+
+def test_validation_cases_without_a_structure_are_a_clear_error_not_a_silent_parent(tmp_path):
+    """With nothing to validate on, no epoch could ever be judged better and the parent's weights came
+    back as the new version, silently: now it is refused before training."""
+    from napari_medvision.core.models import find_bundle
+    from tests.conftest import drain
+
+    store = two_balls_store(tmp_path / "store")
+    image, _ = store.read_case("case")
+    speck = np.zeros(image.shape, np.uint8)
+    speck[10, 20, 40] = 1                                       # 1 voxel: no structure of 30 or more
+    store.add_case("speck", image, image.with_array(speck))
+    settings = FinetuneSettings(epochs=1, steps_per_epoch=1, batch_size=1, max_minutes=2, validation_cases=["speck"])
+    with pytest.raises(MedvisionError, match="speck hold no labelled structure"):
+        drain(finetune(find_bundle(SAMPLE_NAME), store, VersionStore(tmp_path / "versions"), settings,
+                       device="cpu", output=tmp_path / "new"))
+    assert not (tmp_path / "new").exists()

@@ -71,6 +71,9 @@ def finetune_interactive(bundle, store, versions, settings, split, *, output=Non
     rng = np.random.default_rng(settings.seed)
     network = load_network(bundle.path).to(torch_device)
     validation = _validation_set([sources[c] for c in val_ids], settings.seed)
+    if not validation:   # no Dice to judge an epoch by: the parent would come back unchanged, silently
+        raise MedvisionError(f"the validation case(s) {', '.join(val_ids)} hold no labelled structure of 30 "
+                             "voxels or more: correct one of them, or add a corrected case")
     base_dice = _validate(network, validation, settings.seed)
     yield f"base model validation Dice after 3 clicks {base_dice:.4f}"
     train_sources = [sources[c] for c in train_ids if sources[c].structures]
