@@ -50,6 +50,14 @@ def click(qtbot, widget, index, sign):
     return np.asarray(widget.viewer.layers[PREVIEW_LAYER].data)
 
 
+def run_tool(qtbot, widget, name):
+    """Start a slice tool and wait for its worker (the change lands on the GUI thread)."""
+    worker = widget.apply_tool(name)
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.tool_worker is None, timeout=60000)
+    return worker
+
+
 def test_clicks_preview_accept_undo(dock, qtbot):
     viewer, widget, left, right = dock
     widget.new_structure()
@@ -78,7 +86,7 @@ def test_slice_tool_is_one_undo_step_and_case_store(dock, qtbot, tmp_path):
     labels.data = data
     before = data.copy()
     widget.label_value.setValue(1)
-    assert widget.apply_tool("fill")
+    run_tool(qtbot, widget, "fill")
     assert labels.data[12, 24, 14] == 1
     widget.undo()
     assert np.array_equal(np.asarray(labels.data), before)
@@ -232,9 +240,87 @@ def test_accept_counts_what_it_wrote_and_a_preview_all_in_other_labels_is_refuse
     assert np.all(np.asarray(labels.data) == 3) and PREVIEW_LAYER in viewer.layers
 
 
-def test_a_tool_that_changes_nothing_says_so(dock):
+def test_a_tool_that_changes_nothing_says_so(dock, qtbot):
     viewer, widget, left, _ = dock
     labels = viewer.layers["organs"]
     widget.label_value.setValue(2)
-    assert widget.apply_tool("fill")                             # label 2 is a solid block: no holes
+    run_tool(qtbot, widget, "fill")                              # label 2 is a solid block: no holes
     assert "nothing to change (no undo step)" in widget.status.text()
+
+
+def test_accept_waits_for_the_latest_click_and_stale_runs_are_dropped(dock, qtbot, errors):
+    """Accept while the latest click still computes is refused (it would take the mask of the clicks
+    before it), and a run in flight when Accept or New structure ends it never comes back as a preview."""
+    viewer, widget, left, right = dock
+    widget.new_structure()
+    click(qtbot, widget, (12, 24, 14), "+")
+    widget.set_sign("-")
+    viewer.layers[PROMPTS_LAYER].add(np.array([12, 24, 34.0]))
+    assert widget.worker is not None
+    before = np.asarray(viewer.layers["organs"].data).copy()
+    assert not widget.accept() and "not of your latest clicks" in errors[-1]
+    assert np.array_equal(np.asarray(viewer.layers["organs"].data), before)
+    qtbot.waitUntil(lambda: widget.generation == widget._shown, timeout=60000)
+    assert widget.accept()
+    widget.new_structure()
+    widget.set_sign("+")
+    viewer.layers[PROMPTS_LAYER].add(np.array([12, 24, 34.0]))
+    assert widget.worker is not None
+    widget.new_structure()                    # the run for that click is stale now
+    qtbot.wait(3000)
+    assert PREVIEW_LAYER not in viewer.layers and widget.prompts().clicks == 0
+
+
+def test_slice_tool_runs_in_a_worker_and_keeps_edits_made_meanwhile(dock, qtbot, errors):
+    viewer, widget, left, _ = dock
+    labels = viewer.layers["organs"]
+    data = np.asarray(labels.data)
+    data[left] = 1
+    data[12, 24, 14] = 0
+    labels.data = data
+    widget.label_value.setValue(1)
+    worker = widget.apply_tool("fill")
+    assert worker is not None and widget.apply_tool("smooth") is None and "still running" in errors[-1]
+    labels.data_setitem((np.array([12]), np.array([24]), np.array([14])), 5)   # painted while it runs
+    qtbot.waitUntil(lambda: widget.tool_worker is None, timeout=60000)
+    assert labels.data[12, 24, 14] == 5 and "edited while the tool ran" in errors[-1]
+
+
+@pytest.mark.parametrize("picture", ["2d", "rgb"])
+def test_a_2d_or_rgb_picture_layer_is_annotated(make_napari_viewer, qtbot, errors, picture, tmp_path):
+    """A 2D image layer (napari's own reader, ``add_image`` of a 2D array) and an RGB picture (the
+    plugin's reader: ``(1, y, x, 3)``) take clicks, a box and Accept, and get a labels layer on their grid."""
+    from napari.layers import Layer
+
+    viewer = make_napari_viewer()
+    yy, xx = np.mgrid[:40, :60]
+    square = (np.abs(yy - 20) < 8) & (np.abs(xx - 30) < 8)
+    rng = np.random.default_rng(0)
+    grey = (120 * square + rng.normal(0, 5, square.shape)).clip(0, 255).astype(np.uint8)
+    if picture == "2d":
+        viewer.add_image(grey, name="xray", scale=(0.5, 0.7))
+        index, grid = (20.0, 30.0), (40, 60)
+    else:
+        from PIL import Image as Picture
+
+        from napari_medvision.core.io import read_volume
+
+        Picture.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "x.png")
+        viewer.add_layer(Layer.create(*image_layer_data(read_volume(tmp_path / "x.png"), "xray")))
+        index, grid = (0.0, 20.0, 30.0), (1, 40, 60)
+    widget = InteractiveWidget(viewer)
+    widget.new_structure()
+    shown = click(qtbot, widget, index, "+")
+    # one click: the walker stops a pixel short of the blurred edge here (the whole image is its crop);
+    # the box then gives the square
+    assert shown.shape == grid and shown.reshape(40, 60)[square].mean() > 0.7
+    shapes = widget.add_box()
+    corners = np.array([[8, 18], [8, 42], [32, 42], [32, 18]], float)
+    shapes.add_rectangles(corners if picture == "2d" else np.hstack([np.zeros((4, 1)), corners]))
+    qtbot.waitUntil(lambda: widget.generation == widget._shown and widget.worker is None, timeout=60000)
+    assert widget.prompts().box is not None
+    assert widget.accept(), errors
+    labels = viewer.layers["annotations"]
+    assert labels.data.shape == grid and np.asarray(labels.data).reshape(40, 60)[square].mean() > 0.9
+    run_tool(qtbot, widget, "smooth")
+    assert not errors

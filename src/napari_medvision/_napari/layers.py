@@ -143,8 +143,9 @@ def data_to_world_matrix(meta: dict) -> np.ndarray:
     affine = np.eye(physical.shape[0]) if affine is None else np.asarray(getattr(affine, "affine_matrix", affine), float)
     full = affine @ physical
     out = np.eye(4)
-    out[:3, :3] = full[-4:-1, -4:-1]
-    out[:3, 3] = full[-4:-1, -1]
+    n = min(full.shape[0] - 1, 3)      # a 2D layer's y, x become the last two of (z, y, x)
+    out[3 - n:3, 3 - n:3] = full[-1 - n:-1, -1 - n:-1]
+    out[3 - n:3, 3] = full[-1 - n:-1, -1]
     return out
 
 

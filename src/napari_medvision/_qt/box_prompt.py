@@ -40,7 +40,10 @@ def box_from_shapes(shapes: Shapes | None, shape_zyx) -> np.ndarray | None:
     """
     if shapes is None or not len(shapes.data):
         return None
-    vertices = np.concatenate([np.asarray(d)[:, -3:] for d in shapes.data])
+    vertices = np.concatenate([np.asarray(d) for d in shapes.data])
+    if vertices.shape[1] < 3:   # a 2D image: its one rectangle is the box
+        vertices = np.hstack([np.zeros((len(vertices), 3 - vertices.shape[1])), vertices])
+    vertices = vertices[:, -3:]
     last = np.asarray(shape_zyx[-3:]) - 1
     rounded = np.floor(vertices + 0.5)
     if np.any(rounded.max(0) < 0) or np.any(rounded.min(0) > last):

@@ -34,7 +34,7 @@ from .._napari.layers import geometry_metadata, layer_volume
 from .box_prompt import BOX_LAYER, add_box_layer, box_from_shapes, box_layer
 from .restart_offer import RestartOffer
 from .saving import BackgroundWrites, snapshot
-from .workers import report_error, start_engine
+from .workers import report_error, start_engine, start_worker
 from .zoo_engines import BundleEngines
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class InteractiveWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
+        self.tool_worker = None      # a slice tool computing (one at a time)
         self.backend = shared_backend("interactive")   # clicks compute here; its worker starts now
         self.generation = 0          # runs whose number is not the latest are stale: their mask is dropped
         self._shown = -1             # generation of the preview on screen
@@ -123,6 +124,7 @@ class InteractiveWidget(QWidget):
         if image is None:
             report_error(MedvisionError("open an image first: clicks are placed on an image layer"))
             return None
+        self._stop_run()   # the previous structure's run in flight: its mask is not this one's
         for name in (PROMPTS_LAYER, PREVIEW_LAYER, BOX_LAYER):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
@@ -157,7 +159,7 @@ class InteractiveWidget(QWidget):
         points = self._prompts_layer()
         if points is None or not len(points.data):
             return Prompts(box=self._box())
-        index = np.rint(points.data[:, -3:]).astype(int)
+        index = _zyx(np.rint(points.data).astype(int))
         signs = np.asarray(points.features["sign"], dtype=object)
         return Prompts(index[signs == "+"], index[signs == "-"], self._box())
 
@@ -174,7 +176,7 @@ class InteractiveWidget(QWidget):
 
     def _box(self):
         image = self._layer(self.image_combo, Image)
-        return None if image is None else box_from_shapes(box_layer(self.viewer), image.data.shape)
+        return None if image is None else box_from_shapes(box_layer(self.viewer), _volume_shape(image))
 
     def _on_points_changed(self, event=None) -> None:
         if _announcing(event):
@@ -190,11 +192,7 @@ class InteractiveWidget(QWidget):
     def run(self):
         """Segment from the current prompts in the backend's worker; returns the napari worker driving
         the job (None without a positive click or a box). The run in flight, now stale, is cancelled."""
-        self.generation += 1
-        if self.worker is not None:
-            self.worker.quit()
-            self.backend.cancel()
-            self.worker = None      # stale now: its result is dropped (its generation is old)
+        self._stop_run()
         image_layer = self._layer(self.image_combo, Image)
         try:
             prompts = self.prompts()
@@ -227,6 +225,14 @@ class InteractiveWidget(QWidget):
                                    on_finished=lambda: self._finished(generation))
         return self.worker
 
+    def _stop_run(self) -> None:
+        """Make the run in flight stale (its result is dropped: its generation is old) and cancel it."""
+        self.generation += 1
+        if self.worker is not None:
+            self.worker.quit()
+            self.backend.cancel()
+            self.worker = None
+
     def _finished(self, generation: int) -> None:
         if generation == self.generation:
             self.worker = None
@@ -252,6 +258,7 @@ class InteractiveWidget(QWidget):
             self.status.setText("the image was closed while its clicks were computed: nothing is shown")
             return
         self._shown = generation
+        mask = mask.reshape(_grid_shape(image_layer))   # a 2D image layer's preview is 2D
         if PREVIEW_LAYER in self.viewer.layers:
             self.viewer.layers[PREVIEW_LAYER].data = mask
         else:
@@ -275,7 +282,7 @@ class InteractiveWidget(QWidget):
         labels = self._layer(self.labels_combo, Labels)
         image = self._layer(self.image_combo, Image)
         if labels is None and create and image is not None:
-            labels = self.viewer.add_labels(np.zeros(image.data.shape, np.uint16), name="annotations",
+            labels = self.viewer.add_labels(np.zeros(_grid_shape(image), np.uint16), name="annotations",
                                             affine=image.affine,
                                             metadata=geometry_metadata(layer_volume(image)))
             self.labels_combo.setCurrentText(labels.name)
@@ -285,6 +292,10 @@ class InteractiveWidget(QWidget):
         """Put the preview into the chosen label (voxels of other labels are kept); one undo step."""
         if PREVIEW_LAYER not in self.viewer.layers:
             report_error(MedvisionError("click inside a structure first: there is no preview to accept"))
+            return False
+        if self.worker is not None or self._shown != self.generation:
+            report_error(MedvisionError("the preview is not of your latest clicks yet (still computing, or that "
+                                        "run failed): accept when its preview appears, or change a click"))
             return False
         labels = self.target()
         mask = np.asarray(self.viewer.layers[PREVIEW_LAYER].data).astype(bool)
@@ -302,6 +313,7 @@ class InteractiveWidget(QWidget):
                                         "labels layer"))
             return False
         labels.data_setitem(np.nonzero(free), value)
+        self._stop_run()
         for name in (PREVIEW_LAYER, PROMPTS_LAYER, BOX_LAYER):
             self.viewer.layers.remove(name) if name in self.viewer.layers else None
         other = f"; {kept} voxels of other labels were kept" if kept else ""
@@ -314,35 +326,66 @@ class InteractiveWidget(QWidget):
         if labels is not None:
             labels.undo()
 
-    def apply_tool(self, name: str) -> bool:
-        """Run one slice tool on the chosen label; the change is one undo step."""
+    def apply_tool(self, name: str):
+        """Run one slice tool on the chosen label in a worker; its change is one undo step. Returns the
+        napari worker (None when it cannot start). A change is dropped, with a message, when the
+        voxels it would set were edited while it ran."""
         labels = self.target(create=False)
         if labels is None:
             report_error(MedvisionError("choose a labels layer for the slice tools"))
-            return False
-        data, value = np.asarray(labels.data), self.label_value.value()
+            return None
+        if self.tool_worker is not None:
+            report_error(MedvisionError("a slice tool is still running: wait for it"))
+            return None
+        layer_data = np.asarray(labels.data)
+        data, value = layer_data.reshape(_volume_shape(labels)).copy(), self.label_value.value()
         try:
             if name == "interpolate":
-                new = slice_tools.interpolate_slices(data, value)
+                tool = lambda: slice_tools.interpolate_slices(data, value)   # noqa: E731
             elif name == "fill":
-                new = slice_tools.fill_holes(data, value)
+                tool = lambda: slice_tools.fill_holes(data, value)   # noqa: E731
             elif name == "keep":
                 clicks = self.prompts()
                 if not len(clicks.positive):
                     raise MedvisionError("add a + click on the piece to keep (New structure, then click it)")
-                new = slice_tools.keep_component(data, value, clicks.positive[-1])
+                tool = lambda: slice_tools.keep_component(data, value, clicks.positive[-1])   # noqa: E731
             else:
-                new = slice_tools.smooth(data, value, layer_volume(labels).spacing)
+                spacing = layer_volume(labels).spacing
+                tool = lambda: slice_tools.smooth(data, value, spacing)   # noqa: E731
         except MedvisionError as exc:
             report_error(exc)
-            return False
-        changed = np.nonzero(new != data)
+            return None
+
+        def changes():
+            new = tool()
+            changed = np.nonzero(new != data)
+            return changed, new[changed], data[changed]
+
+        text = self.tool_buttons[name].text()
+        self.status.setText(f"{text}…")
+        self.tool_worker = start_worker(changes, description=text,
+                                        on_result=lambda result: self._apply_change(labels, text, *result),
+                                        on_error=lambda exc: self.status.setText(f"{text} failed: no label was changed"),
+                                        on_finished=self._tool_done)
+        return self.tool_worker
+
+    def _tool_done(self) -> None:
+        self.tool_worker = None
+
+    def _apply_change(self, labels: Labels, text: str, changed, values, before) -> None:
+        if labels not in self.viewer.layers:
+            self.status.setText(f"{text}: the labels layer was closed; nothing changed")
+            return
         if not len(changed[0]):
-            self.status.setText(f"{self.tool_buttons[name].text()}: nothing to change (no undo step)")
-            return True
-        labels.data_setitem(changed, new[changed])
-        self.status.setText(f"{self.tool_buttons[name].text()}: {len(changed[0])} voxels changed")
-        return True
+            self.status.setText(f"{text}: nothing to change (no undo step)")
+            return
+        grid = tuple(changed[1:]) if np.ndim(labels.data) == 2 else changed   # a 2D layer: no z
+        if not np.array_equal(np.asarray(labels.data)[grid], before):
+            report_error(MedvisionError(f"{text}: the label was edited while the tool ran, so nothing was "
+                                        "changed; run it again"))
+            return
+        labels.data_setitem(grid, values)
+        self.status.setText(f"{text}: {len(changed[0])} voxels changed")
 
     # --- case store ----------------------------------------------------------------
     def send_to_store(self, folder: str | None = None, case_id: str | None = None):
@@ -387,6 +430,28 @@ class InteractiveWidget(QWidget):
         name = combo.currentText()
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         return layer if isinstance(layer, kind) else None
+
+
+def _grid_shape(layer) -> tuple[int, ...]:
+    """The voxel grid of an image or labels layer as napari shows it: its data's shape, less an RGB
+    picture's colour axis."""
+    shape = tuple(np.shape(layer.data))
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
+def _volume_shape(layer) -> tuple[int, int, int]:
+    """``(z, y, x)`` of a layer's grid: a 2D layer is one slice."""
+    shape = _grid_shape(layer)
+    return (1,) * (3 - len(shape)) + shape[-3:]
+
+
+def _zyx(coordinates: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` voxel indices ``(z, y, x)`` of points on a 2D (``(y, x)``: z is 0) or 3D layer."""
+    coordinates = np.asarray(coordinates).reshape(len(coordinates), -1)
+    if coordinates.shape[1] < 3:
+        coordinates = np.hstack([np.zeros((len(coordinates), 3 - coordinates.shape[1]), coordinates.dtype),
+                                 coordinates])
+    return coordinates[:, -3:]
 
 
 def _announcing(event) -> bool:
