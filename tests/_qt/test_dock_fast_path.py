@@ -32,4 +32,6 @@ def test_default_run_uses_auto_backend_and_fast_labels(make_napari_viewer, qtbot
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
     assert seen and seen[0]["backend"] == "auto" and not seen[0].get("exact_postprocessing")
     assert maps == [1]
+    # the dock adds result layers one per turn of the event loop, after its worker has ended
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=10000)
     assert [type(x) for x in viewer.layers] == [type(viewer.layers[0]), Labels]
