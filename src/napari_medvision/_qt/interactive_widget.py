@@ -293,7 +293,7 @@ class InteractiveWidget(QWidget):
         if PREVIEW_LAYER not in self.viewer.layers:
             report_error(MedvisionError("click inside a structure first: there is no preview to accept"))
             return False
-        if self.worker is not None or self._shown != self.generation:
+        if self._shown != self.generation:   # its worker may still be winding down: the result is in
             report_error(MedvisionError("the preview is not of your latest clicks yet (still computing, or that "
                                         "run failed): accept when its preview appears, or change a click"))
             return False
