@@ -128,3 +128,20 @@ def test_a_box_around_a_small_noisy_lesion_in_an_organ_gives_the_lesion():
         image, spacing, lesion, box = _fine_ct_lesion(seed)
         mask = RandomWalkEngine().segment(image, spacing, Prompts(positive=np.zeros((0, 3), int), box=box))
         assert dice(mask, lesion) > 0.75, (seed, dice(mask, lesion))
+
+
+def test_a_structure_whose_core_is_another_tissue_grows_with_each_click_on_its_rim():
+    # A kidney-like organ on 2.8 x 2.8 x 5 mm CT voxels: a cortex (185 HU, its outer 5 mm) round a
+    # medulla (115 HU) and a fat core (-60 HU) that is part of it, as a tumour's necrotic core is, in
+    # muscle (50 HU). The first click, at the innermost voxel, lands on the fat. Each later click on
+    # the parenchyma used to add only its own few millimetres (Dice 0.37-0.39 after 6 clicks): the
+    # second tissue's model was sampled at its first click alone.
+    shape, spacing = (16, 40, 40), (5.0, 2.8, 2.8)
+    organ = _ellipsoid(shape, spacing, (40, 56, 56), (25, 18, 16))
+    depth = ndimage.distance_transform_edt(organ, sampling=spacing)
+    image = np.where(organ, np.where(depth <= 5, 185.0, 115.0), 50.0)
+    image[organ & (depth > 0.75 * depth.max())] = -60
+    for seed in (0, 1):
+        noisy = ndimage.gaussian_filter(image, 0.7) + np.random.default_rng(seed).normal(0, 15, shape)
+        dices, _ = simulate_session(RandomWalkEngine(), noisy.astype(np.int16), spacing[::-1], organ, max_clicks=6)
+        assert dices[-1] > 0.75 and dices[-1] == max(dices), dices

@@ -12,8 +12,9 @@ How one call works (every step on the crop only):
    box its middle third; the negative clicks, the crop's sides that lie inside
    the image and everything outside a box (background).
    Prior: the structure's intensity density against the background's (the crop's sides and the
-   negative clicks), ``f / (f + b)``; a later click's own model holds only near it; each click also
-   pulls its neighbourhood to its side, at most half the way to the nearest click of the other sign.
+   negative clicks), ``f / (f + b)``; a later tissue's model (sampled around every click that looks
+   most like it) holds only near those clicks; each click also pulls its neighbourhood to its side,
+   at most half the way to the nearest click of the other sign.
 5. :func:`.walker.walk_with_prior`: the boundary falls where the image changes most between the seeds.
 6. The probability, back on the crop's grid, over 0.5; holes filled, only the pieces that hold a
    positive click kept.
@@ -93,9 +94,11 @@ class RandomWalkEngine(InteractiveEngine):
         _grow_first_seed(seeds, work, to_work(positive[:1])[0], models[0])
         unlike = np.array([p for p in negative if not _alike(block[tuple(p)], models[:1])]).reshape(-1, 3)
         prior = _relative_prior(work, to_work(positive[:1]), to_work(unlike), sides, models[:1], work_spacing)
-        for model, point, reach in zip(models[1:], points[1:], _model_reach(points, negative, spacing_zyx)):
-            local = _relative_prior(work, to_work(point), to_work(unlike), sides, [model], work_spacing)
-            prior = np.maximum(prior, local * _near(work_shape, work_spacing, to_work(point), reach))
+        owner, reach = _owners(block, positive, click_models), _model_reach(positive, negative, spacing_zyx)
+        for number, model in enumerate(models[1:], 1):
+            mine = np.flatnonzero(owner == number)   # the clicks on this tissue (never the first click)
+            local = _relative_prior(work, to_work(positive[mine]), to_work(unlike), sides, [model], work_spacing)
+            prior = np.maximum(prior, local * _near(work_shape, work_spacing, to_work(positive[mine]), reach[mine - 1]))
         if len(positive) > 1:
             reach = _reach(positive[1:], negative, spacing_zyx)
             prior = np.maximum(prior, _near(work_shape, work_spacing, to_work(positive[1:]), reach))
@@ -241,6 +244,21 @@ def _click_models(image, positive, spacing_zyx) -> list[tuple[tuple[float, float
             centre, spread = click_statistics(image, point[None], spacing_zyx)
             models.append(((centre, min(spread, models[0][0][1])), index))
     return models
+
+
+def _owners(block, positive, click_models) -> np.ndarray:
+    """Per positive click, the index of the click model it looks most like (in spreads); each model's
+    own click is its own.
+
+    A later model's sample and reach are those of all its clicks: a second tissue of a structure (a
+    kidney's cortex around its medulla, a tumour's rim around its core) grows with each click on it.
+    With its own click's sample alone, clicks on the rest of that tissue (brighter than that click, but
+    nearer to it than to any other model) added only their few millimetres each.
+    """
+    models = [model for model, _ in click_models]
+    owner = np.array([int(np.argmin([abs(float(block[tuple(p)]) - c) / s for c, s in models])) for p in positive])
+    owner[[index for _, index in click_models]] = np.arange(len(models))
+    return owner
 
 
 def _prior(work, models) -> np.ndarray:
