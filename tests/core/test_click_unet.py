@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from napari_medvision.core.errors import MedvisionError, ModelError
 from napari_medvision.core.interactive import PromptError, Prompts, available_engines, choose_engine, segment_prompts
+from napari_medvision.core.interactive.base import fill_holes
 from napari_medvision.core.interactive.click_unet import ClickUNetEngine, sample_bundle_path
 from napari_medvision.core.interactive.cube import cube_around, guidance, paste, sample
 from napari_medvision.core.metrics import dice
@@ -203,8 +204,25 @@ def _finish_on_the_whole_scan(full, positive, prompts):
         inside = np.zeros(full.shape, bool)
         inside[tuple(slice(a, b + 1) for a, b in zip(*prompts.box))] = True
         full &= inside
-    labels, _ = ndimage.label(ndimage.binary_fill_holes(full))
+    labels, _ = ndimage.label(fill_holes(full, prompts.negative))
     return np.isin(labels, list({int(labels[tuple(p)]) for p in positive} - {0}))
+
+
+def test_a_negative_click_in_a_hole_of_the_answer_keeps_that_hole_open():
+    """Holes in the network's answer are filled, but not one that holds a negative click (filling it
+    again undid the click: a vessel or a fatty core the user clicked out came back every time)."""
+    from napari_medvision.core.interactive.click_unet import _finish
+
+    shape = (12, 20, 20)
+    z, y, x = np.indices(shape)
+    distance = np.sqrt((z - 6) ** 2 + (y - 10) ** 2 + (x - 10) ** 2)
+    shell, hole = (distance <= 5) & (distance > 2), distance <= 2
+    box = tuple(slice(0, n) for n in shape)
+    positive = np.array([[6, 10, 14]])
+    filled = _finish(box, shell, shape, positive, Prompts(positive)).astype(bool)
+    assert np.array_equal(filled, shell | hole)
+    kept = _finish(box, shell, shape, positive, Prompts(positive, np.array([[6, 10, 10]]))).astype(bool)
+    assert np.array_equal(kept, shell)
 
 
 def test_the_mask_is_finished_on_the_region_around_the_answer_as_on_the_whole_scan():

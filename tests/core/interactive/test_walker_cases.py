@@ -145,3 +145,24 @@ def test_a_structure_whose_core_is_another_tissue_grows_with_each_click_on_its_r
         noisy = ndimage.gaussian_filter(image, 0.7) + np.random.default_rng(seed).normal(0, 15, shape)
         dices, _ = simulate_session(RandomWalkEngine(), noisy.astype(np.int16), spacing[::-1], organ, max_clicks=6)
         assert dices[-1] > 0.75 and dices[-1] == max(dices), dices
+
+
+def _organ_with_a_fatty_core():
+    """An organ (110 HU) round a 12 mm fatty core (-60 HU) in muscle (50 HU), 3 x 1 x 1 mm voxels."""
+    shape, spacing = (16, 48, 48), (3.0, 1.0, 1.0)
+    organ = _ellipsoid(shape, spacing, (24, 24, 24), (20, 18, 18))
+    core = _ellipsoid(shape, spacing, (24, 24, 24), (6, 6, 6))
+    image = ndimage.gaussian_filter(np.where(core, -60.0, np.where(organ, 110.0, 50.0)), (0.3, 0.8, 0.8))
+    image = (image + np.random.default_rng(5).normal(0, 8, shape)).astype(np.float32)
+    return image, spacing[::-1], organ, core
+
+
+def test_a_negative_click_in_a_hole_of_the_mask_keeps_that_hole_open():
+    # Holes are filled (vessels inside a liver are liver), but a negative click on one says it is
+    # not part of the structure: filling it again undid the click, and the same click came back.
+    image, spacing, organ, core = _organ_with_a_fatty_core()
+    engine = RandomWalkEngine()
+    before = engine.segment(image, spacing, Prompts(positive=[(4, 24, 24)])).astype(bool)
+    assert before[core].all() and dice(before, organ) > 0.9            # the core is a hole, filled
+    after = engine.segment(image, spacing, Prompts(positive=[(4, 24, 24)], negative=[(8, 24, 24)])).astype(bool)
+    assert after[core].mean() < 0.1 and dice(after, organ & ~core) > 0.9   # was all of the core

@@ -14,6 +14,22 @@ import numpy as np
 from .prompts import Prompts
 
 
+def fill_holes(mask: np.ndarray, negative) -> np.ndarray:
+    """``mask`` with its holes filled, but for the holes that hold a negative click (``(N, 3)`` indices
+    into ``mask``): a negative click on a vessel, a cyst or a fatty core inside the structure says
+    that hole is not part of it, and filling it again undid the click (the same click, over and over)."""
+    from scipy import ndimage
+
+    filled = ndimage.binary_fill_holes(mask)
+    negative = np.asarray(negative, int).reshape(-1, mask.ndim)
+    if len(negative):
+        holes, _ = ndimage.label(filled & ~mask)
+        clicked = {int(holes[tuple(p)]) for p in negative} - {0}
+        if clicked:
+            filled &= ~np.isin(holes, list(clicked))
+    return filled
+
+
 class InteractiveEngine(ABC):
     """Clicks (and an optional box) on an image -> a 0/1 mask of one structure."""
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .base import InteractiveEngine
+from .base import InteractiveEngine, fill_holes
 from .cube import MAX_SIDE_MM, Cube, cube_around, network_input, paste, sample
 from .prompts import Prompts
 
@@ -223,7 +223,8 @@ def _piece(mask: np.ndarray, positive) -> np.ndarray:
 
 def _finish(box, footprint: np.ndarray, shape, positive, prompts: Prompts) -> np.ndarray:
     """The mask on the scan's grid (uint8): ``footprint`` (the network's answer on the slices ``box``)
-    with the clicks enforced, holes filled, only the pieces that hold a positive click.
+    with the clicks enforced, holes filled (not those that hold a negative click), only the pieces
+    that hold a positive click.
 
     All of it runs on the region around the footprint and the positive clicks, padded by one voxel,
     not on the whole scan: the same result (outside that region the mask is empty, so a hole can not
@@ -246,7 +247,7 @@ def _finish(box, footprint: np.ndarray, shape, positive, prompts: Prompts) -> np
         inside = np.zeros(mask.shape, bool)
         inside[tuple(slice(max(a - o, 0), max(b + 1 - o, 0)) for a, b, o in zip(prompts.box[0], prompts.box[1], start))] = True
         mask &= inside
-    mask = ndimage.binary_fill_holes(mask)
+    mask = fill_holes(mask, negative)
     labels, _ = ndimage.label(mask)
     keep = {int(labels[tuple(p)]) for p in positive - start} - {0}
     out = np.zeros(shape, np.uint8)

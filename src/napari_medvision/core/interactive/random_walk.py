@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
-from .base import InteractiveEngine
+from .base import InteractiveEngine, fill_holes
 from .crop import choose_crop, click_statistics, grow_crop
 from .prompts import Prompts
 from .walker import walk_with_prior
@@ -112,7 +112,7 @@ class RandomWalkEngine(InteractiveEngine):
         mask = resize(probability, block.shape, order=1, preserve_range=True) > 0.5
         for points, value in ((negative, False), (positive, True)):
             mask[tuple(points.T)] = value
-        return _clean(mask, positive)
+        return _clean(mask, positive, negative)
 
     def _seeds(self, shape, spacing, positive, negative, box, open_sides) -> np.ndarray:
         """Walker labels on the working grid: 1 structure, 2 background, 0 unknown.
@@ -333,9 +333,10 @@ def _working_factor(shape, spacing_zyx) -> np.ndarray:
     return np.maximum(np.floor(target / spacing_zyx + 1e-6), 1.0)
 
 
-def _clean(mask: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Holes filled, only the connected pieces that hold a positive click."""
-    mask = ndimage.binary_fill_holes(mask)
+def _clean(mask: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """Holes filled (not those that hold a negative click), only the connected pieces that hold a
+    positive click."""
+    mask = fill_holes(mask, negative)
     labels, _ = ndimage.label(mask)
     keep = {int(labels[tuple(p)]) for p in positive} - {0}
     return np.isin(labels, list(keep)).astype(np.uint8) if keep else np.zeros(mask.shape, np.uint8)
