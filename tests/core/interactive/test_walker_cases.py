@@ -166,3 +166,16 @@ def test_a_negative_click_in_a_hole_of_the_mask_keeps_that_hole_open():
     assert before[core].all() and dice(before, organ) > 0.9            # the core is a hole, filled
     after = engine.segment(image, spacing, Prompts(positive=[(4, 24, 24)], negative=[(8, 24, 24)])).astype(bool)
     assert after[core].mean() < 0.1 and dice(after, organ & ~core) > 0.9   # was all of the core
+
+
+def test_a_negative_click_on_look_alike_tissue_splits_at_the_border_not_half_way():
+    # A negative click on tissue that looks like the structure splits the two by position. Half-way
+    # between the clicks cut a spleen in half when the negative click lay on the kidney beside it;
+    # along paths that pay for the intensity step they cross, the split falls at the border.
+    from napari_medvision.core.interactive.random_walk import _nearer_positive
+
+    data = np.zeros((1, 20, 40))                 # a one-slice working grid, as a 2D image has
+    data[..., 20:] = 6.0                         # the neighbour: 6 spreads brighter, from x = 20
+    nearer = _nearer_positive(data, np.ones(3), np.array([[0, 10, 2]]), np.array([[0, 10, 26]]))
+    assert (nearer[..., :19] > 0.5).all()        # half-way (x = 14) took x = 15-18 from the structure
+    assert (nearer[..., 22:] < 0.5).all()

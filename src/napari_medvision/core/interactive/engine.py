@@ -19,7 +19,7 @@ def available_engines(device: str = "auto") -> dict[str, InteractiveEngine]:
     The model-free random walker fits every image and comes first: measured with the simulated user
     (``benchmarks/interactive.py``), the shipped click-conditioned U-Net (3D images only) is ahead
     of it on the phantom organs and lesions but needs more clicks on the real scans (NoC@85 13.6
-    against 10.2; neither reaches the goal of 4), and real scans are what users bring. The U-Net is
+    against 10.0; neither reaches the goal of 4), and real scans are what users bring. The U-Net is
     chosen by name (``--model interactive_unet``, the dock's engine list); moving it first makes it
     the default for 3D images (the walker stays the fallback for 2D images and a missing model).
     """

@@ -42,6 +42,10 @@ CLIP_SPREADS = 24.0
 MAX_BINS = 4096
 #: How far (mm) a later click pushes the prior towards its own side (see :func:`_reach`).
 CLICK_REACH_MM = 6.0
+#: How much longer a path is for each spread of intensity it climbs per finest voxel, when a negative
+#: click on look-alike tissue is told apart by position (:func:`_nearer_positive`): with 2, the real
+#: scans and both phantoms took fewer clicks than with straight lines (0.5, 1 and 4 were tried).
+GEODESIC_WEIGHT = 2.0
 
 
 class RandomWalkEngine(InteractiveEngine):
@@ -107,7 +111,7 @@ class RandomWalkEngine(InteractiveEngine):
             prior = prior * (1.0 - _near(work_shape, work_spacing, to_work(negative), reach))
             alike = [p for p in negative if _alike(block[tuple(p)], models[:1])]
             if alike:
-                prior = prior * _nearer_positive(work_shape, work_spacing, to_work(positive), to_work(alike))
+                prior = prior * _nearer_positive(data, work_spacing, to_work(positive), to_work(alike))
         probability = walk_with_prior(data, seeds, prior, beta=self.beta, gamma=self.gamma)
         mask = resize(probability, block.shape, order=1, preserve_range=True) > 0.5
         for points, value in ((negative, False), (positive, True)):
@@ -314,15 +318,28 @@ def _alike(value, models) -> bool:
     return min(abs(float(value) - c) / s for c, s in models) <= ALIKE_SPREADS
 
 
-def _nearer_positive(shape, spacing, positive, negative) -> np.ndarray:
-    """``dn^2 / (dp^2 + dn^2)``: how much nearer each voxel is to a positive than to a negative click.
+def _nearer_positive(data, spacing, positive, negative) -> np.ndarray:
+    """``dn^2 / (dp^2 + dn^2)``: how much nearer each voxel is to a positive than to a negative click,
+    along paths that pay for the intensity steps they cross (``data`` in spreads; see
+    :data:`GEODESIC_WEIGHT`).
 
     Used for negative clicks that look like the structure (a look-alike neighbour it leaked into):
-    there the intensity prior cannot tell the two apart, so the clicks' positions do.
+    there the intensity prior cannot tell the two apart, so the clicks' positions do. By straight
+    lines, the split is the plane half-way between the clicks: a negative click on a kidney's cortex
+    beside a spleen cut the spleen in half (Dice 0.82 -> 0.68). A path from that click into the spleen
+    crosses the step at their border, so the split follows the border.
     """
-    grid = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij"), -1)
-    nearest = [np.min([np.sum((grid - p * spacing) ** 2, axis=-1) for p in points], axis=0)
-               for points in (positive, negative)]
+    from skimage.graph import MCP_Geometric
+
+    axes = [axis for axis in range(data.ndim) if data.shape[axis] > 1]   # a 2D image's working grid has one slice
+    steps = np.gradient(data, *[spacing[axis] for axis in axes], axis=axes) if axes else []
+    steps = [steps] if len(axes) == 1 else steps
+    step = np.sqrt(sum(g ** 2 for g in steps)) if axes else np.zeros(data.shape)   # spreads per mm
+    costs = 1.0 + GEODESIC_WEIGHT * step * float(np.min(spacing))
+    nearest = []
+    for points in (positive, negative):
+        distance, _ = MCP_Geometric(costs, sampling=tuple(spacing)).find_costs([tuple(int(v) for v in p) for p in points])
+        nearest.append(distance ** 2)
     return nearest[1] / np.maximum(nearest[0] + nearest[1], 1e-9)
 
 
