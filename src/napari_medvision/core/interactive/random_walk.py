@@ -331,11 +331,11 @@ def _nearer_positive(data, spacing, positive, negative) -> np.ndarray:
     """
     from skimage.graph import MCP_Geometric
 
-    axes = [axis for axis in range(data.ndim) if data.shape[axis] > 1]   # a 2D image's working grid has one slice
-    steps = np.gradient(data, *[spacing[axis] for axis in axes], axis=axes) if axes else []
-    steps = [steps] if len(axes) == 1 else steps
-    step = np.sqrt(sum(g ** 2 for g in steps)) if axes else np.zeros(data.shape)   # spreads per mm
-    costs = 1.0 + GEODESIC_WEIGHT * step * float(np.min(spacing))
+    squared = np.zeros(data.shape)
+    for axis in range(data.ndim):
+        if data.shape[axis] > 1:   # a 2D image's working grid has one slice
+            squared += np.gradient(data, spacing[axis], axis=axis) ** 2
+    costs = 1.0 + GEODESIC_WEIGHT * np.sqrt(squared) * float(np.min(spacing))   # spreads per finest voxel
     nearest = []
     for points in (positive, negative):
         distance, _ = MCP_Geometric(costs, sampling=tuple(spacing)).find_costs([tuple(int(v) for v in p) for p in points])
