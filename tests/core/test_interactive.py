@@ -65,14 +65,16 @@ def test_clicks_farther_apart_than_the_crop_cap_are_all_in_it():
     assert apart[10, 20, 5] and not apart[10, 20, 395] and apart[bar].mean() > 0.5 and not apart[~bar].any()
 
 
-def test_phantom_organ_improves_over_three_simulated_clicks():
+def test_phantom_organ_improves_over_five_simulated_clicks():
     from napari_medvision.core.interactive.simulate import simulate_session
     from napari_medvision.core.phantom import LABELS, generate_phantom
 
     case = generate_phantom(0)
     spleen = case.label.array == LABELS["spleen"]
-    dices, seconds = simulate_session(RandomWalkEngine(), case.image.array, case.image.spacing, spleen, max_clicks=3)
-    assert len(dices) == len(seconds) == 3 and dices[-1] > 0.85 and dices[-1] > dices[0]
+    dices, seconds = simulate_session(RandomWalkEngine(), case.image.array, case.image.spacing, spleen, max_clicks=5)
+    assert len(dices) == len(seconds) == 5 and dices[2] > 0.85 and dices[-1] > dices[0]
+    # A correction near the border may cost a little, never much of what the earlier clicks got.
+    assert all(later > best - 0.03 for best, later in zip(np.maximum.accumulate(dices), dices[1:])), dices
 
 
 @pytest.mark.parametrize("prompts, message", [
