@@ -191,7 +191,7 @@ def test_finetune_dock_uploads_trains_on_the_server_and_cancels(make_napari_view
     dock.open_store(store.root)
     client = MonaiLabelClient(monailabel_server)
     seen = []
-    dock._on_progress = lambda step: (seen.append(step), type(dock)._on_progress(dock, step))
+    dock.show_progress = lambda step: (seen.append(step), type(dock).show_progress(dock, step))
     try:
         dock.start()
         qtbot.waitUntil(lambda: any("training on the server" in str(step) for step in seen), timeout=60_000)

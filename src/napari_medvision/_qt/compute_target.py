@@ -209,10 +209,10 @@ class ComputeTarget(QGroupBox):
             return None
         settings = SimpleNamespace(epochs=dock.options["epochs"].value, max_minutes=dock.options["max_minutes"].value)
         job = self.server.finetune(model, dock.store, None, settings)
-        dock._set_running(True)
+        dock.set_running(True)
         dock.progress.setRange(0, 0)       # busy: the server reports a status, not a fraction
-        dock.worker = start_engine(job, on_progress=dock._on_progress, on_result=self._trained,
-                                   on_error=dock._on_error, on_finished=self._training_done,
+        dock.worker = start_engine(job, on_progress=dock.show_progress, on_result=self._trained,
+                                   on_error=dock.show_error, on_finished=self._training_done,
                                    on_aborted=lambda: dock.status.setText(
                                        "cancelled: the server's training was stopped; your cases are unchanged"))
         dock.status.setText(f"uploading {len(dock.store.case_ids())} cases to {self.server.client.url}…")
@@ -227,7 +227,7 @@ class ComputeTarget(QGroupBox):
     def _training_done(self) -> None:
         self.dock.progress.setRange(0, 1)
         self.dock.progress.setValue(0)
-        self.dock._set_running(False)
+        self.dock.set_running(False)
 
 
 def _next_study(client, strategy: str):

@@ -348,9 +348,9 @@ class TrainingWidget(QWidget):
         settings = FinetuneSettings(**{name: option.value for name, option in self.options.items()})
         self.plot.clear()
         job = self.backend.finetune(bundle, self.store, versions, settings)
-        self._set_running(True)
-        self.worker = start_engine(job, on_progress=self._on_progress, on_result=self._on_finished,
-                                   on_error=self._on_error, on_finished=lambda: self._set_running(False),
+        self.set_running(True)
+        self.worker = start_engine(job, on_progress=self.show_progress, on_result=self._on_finished,
+                                   on_error=self.show_error, on_finished=lambda: self.set_running(False),
                                    on_aborted=self._on_aborted)
         self.status.setText(f"fine-tuning {bundle.name} on {len(self.store.case_ids())} cases…")
         return self.worker
@@ -360,14 +360,16 @@ class TrainingWidget(QWidget):
             self.worker.quit()
             self.backend.cancel()
 
-    def _set_running(self, running: bool) -> None:
+    # set_running, show_progress and show_error are also what the compute-target panel
+    # (compute_target.py) calls for a fine-tune that runs on a MONAI Label server.
+    def set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if not running:
             self.plot.flush()
             self.worker = None
 
-    def _on_progress(self, step) -> None:
+    def show_progress(self, step) -> None:
         if isinstance(step, str):
             self.status.setText(step)
             return
@@ -393,7 +395,7 @@ class TrainingWidget(QWidget):
         self.status.setText(f"wrote {result.version.name}: validation Dice {result.base_dice:.3f} → "
                             f"{result.best_dice:.3f} ({verdict} its parent) in {result.seconds:.0f} s")
 
-    def _on_error(self, exc: BaseException) -> None:
+    def show_error(self, exc: BaseException) -> None:
         self.status.setText("failed: cases and versions are unchanged")
         report_error(exc)
         self.restart_offer.offer_if_died(exc)
@@ -440,9 +442,9 @@ class TrainingWidget(QWidget):
                     f"{bnd.path.name} {dice(r.labels.array > 0, truth > 0):.3f}" for bnd, r in zip(bundles, results))
             self.status.setText(text)
 
-        self._set_running(True)
-        self.worker = start_engine(job(), on_progress=lambda _: None, on_result=show, on_error=self._on_error,
-                                   on_finished=lambda: self._set_running(False))
+        self.set_running(True)
+        self.worker = start_engine(job(), on_progress=lambda _: None, on_result=show, on_error=self.show_error,
+                                   on_finished=lambda: self.set_running(False))
         return self.worker
 
     # --- auto-save -----------------------------------------------------------------
