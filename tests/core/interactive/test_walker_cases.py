@@ -130,36 +130,37 @@ def test_a_box_around_a_small_noisy_lesion_in_an_organ_gives_the_lesion():
         assert dice(mask, lesion) > 0.75, (seed, dice(mask, lesion))
 
 
-def test_a_structure_whose_core_is_another_tissue_grows_with_each_click_on_its_rim():
-    # A kidney-like organ on 2.8 x 2.8 x 5 mm CT voxels: a cortex (185 HU, its outer 5 mm) round a
-    # medulla (115 HU) and a fat core (-60 HU) that is part of it, as a tumour's necrotic core is, in
-    # muscle (50 HU). The first click, at the innermost voxel, lands on the fat. Each later click on
-    # the parenchyma used to add only its own few millimetres (Dice 0.37-0.39 after 6 clicks): the
-    # second tissue's model was sampled at its first click alone.
+def _kidney_with_a_fatty_core(seed):
+    """A kidney-like organ on 2.8 x 2.8 x 5 mm CT voxels: a cortex (185 HU, its outer 5 mm) round a
+    medulla (115 HU) and a fat core (-60 HU) that is part of it, as a tumour's necrotic core is, in
+    muscle (50 HU): ``(int16 image, spacing xyz, organ)``."""
     shape, spacing = (16, 40, 40), (5.0, 2.8, 2.8)
     organ = _ellipsoid(shape, spacing, (40, 56, 56), (25, 18, 16))
     depth = ndimage.distance_transform_edt(organ, sampling=spacing)
     image = np.where(organ, np.where(depth <= 5, 185.0, 115.0), 50.0)
     image[organ & (depth > 0.75 * depth.max())] = -60
+    noisy = ndimage.gaussian_filter(image, 0.7) + np.random.default_rng(seed).normal(0, 15, shape)
+    return noisy.astype(np.int16), spacing[::-1], organ
+
+
+def test_a_structure_whose_core_is_another_tissue_grows_with_each_click_on_its_rim():
+    # The first click, at the innermost voxel, lands on the fat. Each later click on the parenchyma
+    # used to add only its own few millimetres (Dice 0.37-0.39 after 6 clicks): the second tissue's
+    # model was sampled at its first click alone.
     for seed in (0, 1):
-        noisy = ndimage.gaussian_filter(image, 0.7) + np.random.default_rng(seed).normal(0, 15, shape)
-        dices, _ = simulate_session(RandomWalkEngine(), noisy.astype(np.int16), spacing[::-1], organ, max_clicks=6)
+        image, spacing, organ = _kidney_with_a_fatty_core(seed)
+        dices, _ = simulate_session(RandomWalkEngine(), image, spacing, organ, max_clicks=6)
         # (Since the second and third clicks on it make it the structure, the rim is found by click
         # 3; the later border corrections cost up to 0.16 on the way.)
         assert dices[-1] > 0.85 and max(dices) > 0.9, dices
 
 
 def test_two_clicks_either_side_of_a_core_make_the_tissue_round_it_the_structure():
-    # The same kidney-like organ: the first click lands on its fat core, the simulated user's next two
-    # on the parenchyma either side of it. That tissue then holds over the whole crop: Dice after 3
-    # clicks 0.93-0.97 (it was 0.10-0.30: each click on it added only its own few millimetres).
-    shape, spacing = (16, 40, 40), (5.0, 2.8, 2.8)
-    organ = _ellipsoid(shape, spacing, (40, 56, 56), (25, 18, 16))
-    depth = ndimage.distance_transform_edt(organ, sampling=spacing)
-    image = np.where(organ, np.where(depth <= 5, 185.0, 115.0), 50.0)
-    image[organ & (depth > 0.75 * depth.max())] = -60
-    noisy = ndimage.gaussian_filter(image, 0.7) + np.random.default_rng(0).normal(0, 15, shape)
-    dices, _ = simulate_session(RandomWalkEngine(), noisy.astype(np.int16), spacing[::-1], organ, max_clicks=3)
+    # The first click lands on the fat core, the simulated user's next two on the parenchyma either
+    # side of it. That tissue then holds over the whole crop: Dice after 3 clicks 0.93-0.97 (it was
+    # 0.10-0.30: each click on it added only its own few millimetres).
+    image, spacing, organ = _kidney_with_a_fatty_core(0)
+    dices, _ = simulate_session(RandomWalkEngine(), image, spacing, organ, max_clicks=3)
     assert dices[-1] > 0.85, dices
 
 
